@@ -1,0 +1,229 @@
+"""The one access policy: who may do what to which object, and queries scoped to an actor.
+
+Views never load a Kita, group, child, invitation or membership by id themselves: they call the
+``get_*`` functions here, which answer ``NotFoundError`` (404) both when the object does not exist
+and when the actor may not see it, so ids cannot be probed.
+
+Rules (PRODUCT.md, "Access"):
+- a provider admin manages every Kita of the provider but does not read child content;
+- a Kita leader manages her Kita and sees all its children;
+- an educator sees the children of her groups;
+- a parent sees only her own children;
+- council members and caretakers see no child records.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy.orm import Session
+
+from kita.errors import NotFoundError
+from kita.models.accounts import STAFF_ROLES, GroupAssignment, Invitation, Membership, Role, User
+from kita.models.organisation import Child, Group, GuardianLink, Kita
+
+
+class Action(enum.StrEnum):
+    VIEW = "view"
+    MANAGE = "manage"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A logged-in user with the facts the policy needs, loaded once per request."""
+
+    user: User
+    roles: Mapping[uuid.UUID, frozenset[Role]] = field(default_factory=dict)
+    group_ids: frozenset[uuid.UUID] = frozenset()
+    child_ids: frozenset[uuid.UUID] = frozenset()
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def admin_provider_id(self) -> uuid.UUID | None:
+        return self.user.admin_of_provider_id
+
+    @property
+    def is_provider_admin(self) -> bool:
+        return self.user.admin_of_provider_id is not None
+
+    def has_role(self, kita_id: uuid.UUID, *roles: Role) -> bool:
+        held = self.roles.get(kita_id, frozenset())
+        return any(role in held for role in roles)
+
+    def has_any_role(self, *roles: Role) -> bool:
+        return any(self.has_role(kita_id, *roles) for kita_id in self.roles)
+
+    @property
+    def needs_second_factor(self) -> bool:
+        """Staff and admins must use TOTP (PRODUCT.md, capability 1)."""
+        return self.is_provider_admin or self.has_any_role(*STAFF_ROLES)
+
+    @property
+    def is_parent(self) -> bool:
+        return self.has_any_role(Role.PARENT)
+
+    @property
+    def may_administer(self) -> bool:
+        return self.is_provider_admin or self.has_any_role(Role.LEADER)
+
+
+def load_actor(db: Session, user: User) -> Actor:
+    """Collect roles, group assignments and children of ``user`` (three small queries)."""
+    roles: dict[uuid.UUID, set[Role]] = {}
+    for kita_id, role in db.execute(
+        select(Membership.kita_id, Membership.role).where(Membership.user_id == user.id)
+    ):
+        roles.setdefault(kita_id, set()).add(role)
+    group_ids = frozenset(
+        db.scalars(select(GroupAssignment.group_id).where(GroupAssignment.user_id == user.id))
+    )
+    child_ids = frozenset(
+        db.scalars(select(GuardianLink.child_id).where(GuardianLink.user_id == user.id))
+    )
+    return Actor(
+        user=user,
+        roles={kita_id: frozenset(held) for kita_id, held in roles.items()},
+        group_ids=group_ids,
+        child_ids=child_ids,
+    )
+
+
+# --- decisions -------------------------------------------------------------------------------
+
+
+def may_manage_kita(actor: Actor, kita: Kita) -> bool:
+    """Leaders of the Kita and its provider's admins manage groups, staff, children, invites."""
+    if actor.admin_provider_id is not None and actor.admin_provider_id == kita.provider_id:
+        return True
+    return actor.has_role(kita.id, Role.LEADER)
+
+
+def may_view_kita(actor: Actor, kita: Kita) -> bool:
+    return may_manage_kita(actor, kita) or kita.id in actor.roles
+
+
+def may_edit_kita_settings(actor: Actor, kita: Kita) -> bool:
+    """Only the provider's admins create Kitas and change their name and address."""
+    return actor.admin_provider_id is not None and actor.admin_provider_id == kita.provider_id
+
+
+def may_view_child(actor: Actor, child: Child) -> bool:
+    """The child's record (name, group): managers, the child's educators, the child's guardians."""
+    if child.id in actor.child_ids:
+        return True
+    if child.group_id is not None and child.group_id in actor.group_ids:
+        return actor.has_role(child.kita_id, Role.EDUCATOR, Role.LEADER)
+    return may_manage_kita(actor, child.kita)
+
+
+def may_view_group(actor: Actor, group: Group) -> bool:
+    if group.id in actor.group_ids and actor.has_role(group.kita_id, Role.EDUCATOR, Role.LEADER):
+        return True
+    return may_manage_kita(actor, group.kita)
+
+
+# --- loaders: 404 unless visible -------------------------------------------------------------
+
+
+def get_kita(db: Session, actor: Actor, kita_id: uuid.UUID, action: Action) -> Kita:
+    """Load a Kita the actor may view (``VIEW``) or manage (``MANAGE``); else 404."""
+    kita = db.get(Kita, kita_id)
+    allowed = kita is not None and (
+        may_manage_kita(actor, kita) if action is Action.MANAGE else may_view_kita(actor, kita)
+    )
+    if kita is None or not allowed:
+        raise NotFoundError()
+    return kita
+
+
+def get_kita_settings(db: Session, actor: Actor, kita_id: uuid.UUID) -> Kita:
+    """Load a Kita whose settings the actor may edit (provider admins only); else 404."""
+    kita = db.get(Kita, kita_id)
+    if kita is None or not may_edit_kita_settings(actor, kita):
+        raise NotFoundError()
+    return kita
+
+
+def get_group(db: Session, actor: Actor, group_id: uuid.UUID, action: Action) -> Group:
+    """Load a group the actor may view or manage; else 404."""
+    group = db.get(Group, group_id)
+    allowed = group is not None and (
+        may_manage_kita(actor, group.kita)
+        if action is Action.MANAGE
+        else may_view_group(actor, group)
+    )
+    if group is None or not allowed:
+        raise NotFoundError()
+    return group
+
+
+def get_child(db: Session, actor: Actor, child_id: uuid.UUID, action: Action) -> Child:
+    """Load a child the actor may view or manage; else 404."""
+    child = db.get(Child, child_id)
+    allowed = child is not None and (
+        may_manage_kita(actor, child.kita)
+        if action is Action.MANAGE
+        else may_view_child(actor, child)
+    )
+    if child is None or not allowed:
+        raise NotFoundError()
+    return child
+
+
+def get_invitation(db: Session, actor: Actor, invitation_id: uuid.UUID) -> Invitation:
+    """Load an invitation of a Kita the actor manages; else 404."""
+    invitation = db.get(Invitation, invitation_id)
+    if invitation is None or not may_manage_kita(actor, invitation.kita):
+        raise NotFoundError()
+    return invitation
+
+
+def get_membership(db: Session, actor: Actor, membership_id: uuid.UUID) -> Membership:
+    """Load a role membership in a Kita the actor manages; else 404."""
+    membership = db.get(Membership, membership_id)
+    if membership is None or not may_manage_kita(actor, membership.kita):
+        raise NotFoundError()
+    return membership
+
+
+# --- scoped queries --------------------------------------------------------------------------
+
+
+def managed_kitas(actor: Actor) -> Select[Kita]:
+    """Kitas the actor manages, by name."""
+    conditions: list[ColumnElement[bool]] = []
+    if actor.admin_provider_id is not None:
+        conditions.append(Kita.provider_id == actor.admin_provider_id)
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(Kita.id.in_(led))
+    return select(Kita).where(or_(*conditions) if conditions else false()).order_by(Kita.name)
+
+
+def visible_children(actor: Actor) -> Select[Child]:
+    """Children whose record the actor may see, by name."""
+    conditions: list[ColumnElement[bool]] = []
+    if actor.child_ids:
+        conditions.append(Child.id.in_(actor.child_ids))
+    if actor.group_ids:
+        teaching = [k for k, roles in actor.roles.items() if roles & {Role.EDUCATOR, Role.LEADER}]
+        conditions.append(Child.group_id.in_(actor.group_ids) & Child.kita_id.in_(teaching))
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(Child.kita_id.in_(led))
+    if actor.admin_provider_id is not None:
+        conditions.append(
+            Child.kita_id.in_(select(Kita.id).where(Kita.provider_id == actor.admin_provider_id))
+        )
+    return (
+        select(Child)
+        .where(or_(*conditions) if conditions else false())
+        .order_by(Child.last_name, Child.first_name)
+    )

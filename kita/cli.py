@@ -1,0 +1,230 @@
+"""The ``kita`` command: init, db, demo, serve, audit, sessions, create-admin."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from kita.config import ConfigError, KitaConfig, write_secret_key
+
+
+def _config() -> KitaConfig:
+    try:
+        return KitaConfig.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _database(config: KitaConfig) -> object:
+    from kita.db import Database
+
+    return Database(config.database_url)
+
+
+@click.group()
+def main() -> None:
+    """kita: communication backend and app for the Kitas of a city."""
+
+
+@main.command()
+def init() -> None:
+    """Create the instance folder and secret key, and migrate the database (safe to repeat)."""
+    from kita import migrations
+
+    instance = Path(os.environ.get("KITA_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+    if write_secret_key(instance):
+        click.echo(f"Created {instance / 'secret_key'}")
+    config = _config()
+    migrations.upgrade(config.database_url)
+    click.echo("Database is at the newest schema.")
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    from kita import migrations
+
+    migrations.upgrade(_config().database_url, revision)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION."""
+    from kita import migrations
+
+    migrations.downgrade(_config().database_url, revision)
+
+
+@main.command()
+def demo() -> None:
+    """Load the demo city (once) and print one login per role."""
+    from kita.db import Database
+    from kita.services.accounts import make_password_hasher
+    from kita.services.demo import demo_logins, load_demo
+
+    config = _config()
+    database = Database(config.database_url)
+    with database.transaction() as session:
+        created = load_demo(session, make_password_hasher(config.password_hashing))
+    click.echo("Demo city loaded." if created else "Demo city was already there.")
+    click.echo("Logins (password for all: shown below):")
+    for login in demo_logins():
+        note = f"  ({login.note})" if login.note else ""
+        click.echo(f"  {login.role:<18} {login.email:<34} {login.password}{note}")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:5000", show_default=True)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(bind: str, workers: int) -> None:
+    """Serve the app with gunicorn."""
+    _config()  # fail early with a readable message
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--bind",
+        bind,
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        "%(m)s %(U)s %(s)s %(L)ss",
+        "kita:create_app()",
+    ]
+    os.execv(sys.executable, args)  # noqa: S606 (replaces this process by gunicorn)
+
+
+@main.group()
+def audit() -> None:
+    """The security audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exits 1 when a row was changed or deleted."""
+    from kita import audit as audit_log
+    from kita.db import Database
+
+    database = Database(_config().database_url)
+    with database.session() as session:
+        report = audit_log.verify_chain(session)
+    if report.ok:
+        click.echo(f"Audit log intact: {report.checked} events verified.")
+        return
+    click.echo(
+        f"AUDIT LOG TAMPERED: {report.problem} (event {report.event_id}); "
+        f"{report.checked} events verified before it.",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@main.group()
+def sessions() -> None:
+    """Server-side sessions."""
+
+
+@sessions.command("purge")
+def sessions_purge() -> None:
+    """Delete expired sessions."""
+    from kita.db import Database
+    from kita.sessions import purge_expired_sessions
+
+    config = _config()
+    count = purge_expired_sessions(
+        Database(config.database_url),
+        idle=timedelta(minutes=config.session_idle_minutes),
+        absolute=timedelta(hours=config.session_absolute_hours),
+    )
+    click.echo(f"Deleted {count} expired sessions.")
+
+
+@main.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--provider", "provider_name", required=True, help="The provider (Träger) name.")
+@click.password_option()
+def create_admin(email: str, name: str, provider_name: str, password: str) -> None:
+    """Create a provider (if new) and an admin account for it."""
+    import uuid
+
+    from kita import audit as audit_log
+    from kita.db import Database
+    from kita.errors import ValidationError
+    from kita.models.accounts import User
+    from kita.models.organisation import Provider
+    from kita.services.accounts import make_password_hasher, validate_email, validate_password
+
+    config = _config()
+    try:
+        address = validate_email(email)
+        validate_password(password, email=address)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(str(v) for v in exc.fields.values())) from exc
+    with Database(config.database_url).transaction() as session:
+        if session.scalars(select(User.id).where(User.email == address)).first():
+            raise click.ClickException("An account with this e-mail address exists already.")
+        provider = session.scalars(select(Provider).where(Provider.name == provider_name)).first()
+        if provider is None:
+            provider = Provider(id=uuid.uuid4(), name=provider_name)
+            session.add(provider)
+        user = User(
+            id=uuid.uuid4(),
+            email=address,
+            display_name=name,
+            password_hash=make_password_hasher(config.password_hashing).hash(password),
+            admin_of_provider_id=provider.id,
+        )
+        session.add(user)
+        session.flush()
+        audit_log.record(session, action="admin.created", object_type="user", object_id=user.id)
+    click.echo(f"Created provider admin {address}; TOTP enrolment follows at the first login.")
+
+
+@main.group()
+def translations() -> None:
+    """Message catalogs for the ten shipped languages."""
+
+
+@translations.command("update")
+def translations_update() -> None:
+    """Extract strings into translations/messages.pot and merge them into every catalog."""
+    from kita import catalogs
+
+    catalogs.update()
+
+
+@translations.command("compile")
+def translations_compile() -> None:
+    """Compile the catalogs (.po) to the binary form the app reads (.mo)."""
+    from kita import catalogs
+
+    catalogs.compile_all()
+
+
+@translations.command("check")
+def translations_check() -> None:
+    """Fail when the template is stale or a shipped catalog misses a translation."""
+    from kita import catalogs
+
+    report = catalogs.check()
+    for problem in report.problems[:200]:
+        click.echo(problem, err=True)
+    if not report.ok:
+        click.echo(f"{len(report.problems)} catalog problems.", err=True)
+        sys.exit(1)
+    click.echo("Catalogs are complete.")

@@ -1,0 +1,154 @@
+"""Typed, validated configuration built from ``KITA_*`` variables and the instance folder."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+#: Languages shipped with complete catalogs. German is the default.
+SUPPORTED_LOCALES: tuple[str, ...] = ("de", "en", "tr", "ar", "bg", "ro", "pl", "uk", "ru", "fa")
+RTL_LOCALES: frozenset[str] = frozenset({"ar", "fa"})
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says what to set or run."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class KitaConfig:
+    """Everything the app needs to know at start-up; nothing else reads the environment."""
+
+    instance_path: Path
+    secret_key: str
+    database_url: str
+    default_locale: str = "de"
+    base_url: str = "http://127.0.0.1:5000"
+    # Cookies are Secure and __Host- prefixed unless explicitly switched off for plain-HTTP
+    # development tools (the benchmark client, for instance).
+    cookie_secure: bool = True
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    # "default" uses argon2-cffi's defaults; "test" is cheap and only accepted when testing.
+    password_hashing: str = "default"  # noqa: S105 (a profile name, not a password)
+    invitation_days: int = 14
+    reset_token_minutes: int = 60
+    # Login throttling: failures allowed per (account, client) pair and per client in the window.
+    throttle_pair_limit: int = 5
+    throttle_client_limit: int = 50
+    throttle_window_seconds: int = 900
+    trusted_proxies: int = 0
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "kita@localhost"
+    smtp_starttls: bool = False
+    testing: bool = False
+    check_migrations: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.default_locale not in SUPPORTED_LOCALES:
+            raise ConfigError(
+                f"KITA_DEFAULT_LOCALE={self.default_locale!r} is not shipped; "
+                f"choose one of {', '.join(SUPPORTED_LOCALES)}"
+            )
+        if len(self.secret_key) < 32:
+            raise ConfigError("The secret key must be at least 32 characters; run `kita init`.")
+        if self.password_hashing not in {"default", "test"}:
+            raise ConfigError("KITA_PASSWORD_HASHING must be 'default' or 'test'")
+        if self.password_hashing == "test" and not self.testing:  # noqa: S105
+            raise ConfigError("Cheap password hashing is only allowed when testing")
+        if self.session_idle_minutes <= 0 or self.session_absolute_hours <= 0:
+            raise ConfigError("Session timeouts must be positive")
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def session_cookie_name(self) -> str:
+        # The __Host- prefix is only valid together with Secure, Path=/ and no Domain.
+        return "__Host-kita_session" if self.cookie_secure else "kita_session"
+
+    def with_overrides(self, **changes: Any) -> KitaConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, instance_path: Path | None = None
+    ) -> KitaConfig:
+        """Build the configuration from ``KITA_*`` variables and files in the instance folder."""
+        env = os.environ if env is None else env
+        instance = Path(env.get("KITA_INSTANCE_PATH") or instance_path or Path.cwd() / "instance")
+        instance = instance.resolve()
+        secret = env.get("KITA_SECRET_KEY") or _read_secret_file(instance / "secret_key")
+        if not secret:
+            raise ConfigError(
+                f"No secret key: run `kita init` (writes {instance / 'secret_key'}) "
+                "or set KITA_SECRET_KEY"
+            )
+        database_url = env.get("KITA_DATABASE_URL") or f"sqlite:///{instance / 'kita.sqlite3'}"
+        return cls(
+            instance_path=instance,
+            secret_key=secret,
+            database_url=database_url,
+            default_locale=env.get("KITA_DEFAULT_LOCALE", "de"),
+            base_url=env.get("KITA_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+            cookie_secure=_flag(env.get("KITA_COOKIE_SECURE"), True),
+            session_idle_minutes=_int(env, "KITA_SESSION_IDLE_MINUTES", 30),
+            session_absolute_hours=_int(env, "KITA_SESSION_ABSOLUTE_HOURS", 12),
+            password_hashing=env.get("KITA_PASSWORD_HASHING", "default"),
+            invitation_days=_int(env, "KITA_INVITATION_DAYS", 14),
+            reset_token_minutes=_int(env, "KITA_RESET_TOKEN_MINUTES", 60),
+            throttle_pair_limit=_int(env, "KITA_THROTTLE_PAIR_LIMIT", 5),
+            throttle_client_limit=_int(env, "KITA_THROTTLE_CLIENT_LIMIT", 50),
+            throttle_window_seconds=_int(env, "KITA_THROTTLE_WINDOW_SECONDS", 900),
+            trusted_proxies=_int(env, "KITA_TRUSTED_PROXIES", 0),
+            smtp_host=env.get("KITA_SMTP_HOST", ""),
+            smtp_port=_int(env, "KITA_SMTP_PORT", 25),
+            smtp_user=env.get("KITA_SMTP_USER", ""),
+            smtp_password=env.get("KITA_SMTP_PASSWORD", ""),
+            smtp_from=env.get("KITA_SMTP_FROM", "kita@localhost"),
+            smtp_starttls=_flag(env.get("KITA_SMTP_STARTTLS"), False),
+            testing=_flag(env.get("KITA_TESTING"), False),
+        )
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def write_secret_key(instance: Path) -> bool:
+    """Create ``instance/secret_key`` (mode 0600) unless it exists. Returns True if created."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if path.exists():
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return True

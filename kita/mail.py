@@ -1,0 +1,37 @@
+"""Outgoing e-mail over SMTP (``KITA_SMTP_*``). Without SMTP, development mode logs the message
+body (which holds a link, never a password) and not the recipient's address."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+
+from kita.config import KitaConfig
+
+log = logging.getLogger("kita.mail")
+
+
+class MailError(Exception):
+    """The SMTP server refused the message or could not be reached."""
+
+
+def send_mail(config: KitaConfig, *, to: str, subject: str, body: str) -> None:
+    """Send a plain-text message, or log it when no SMTP server is configured."""
+    if not config.smtp_configured:
+        log.warning("SMTP is not configured; message not sent. Subject: %s\n%s", subject, body)
+        return
+    message = EmailMessage()
+    message["From"] = config.smtp_from
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    try:
+        with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=15) as smtp:
+            if config.smtp_starttls:
+                smtp.starttls()
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password)
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise MailError(type(exc).__name__) from exc

@@ -1,0 +1,24 @@
+// kita app bootstrap: registers the service worker and wires small progressive enhancements.
+// No framework, no build step; every feature also works without JavaScript.
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {
+    // The app works without the worker; nothing to tell the user.
+  });
+}
+
+// Forms that destroy something ask once more; the question comes from the server, translated.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm) {
+    if (!window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  }
+});
+
+// The language switch submits on change; the button stays for keyboard and no-JS users.
+const languageSelect = document.getElementById("language-select");
+if (languageSelect) {
+  languageSelect.addEventListener("change", () => languageSelect.form.submit());
+}

@@ -1,0 +1,170 @@
+"""Shared fixtures. Every test runs against SQLite; with KITA_TEST_DATABASE_URL set the same
+suite runs against PostgreSQL (one schema per xdist worker, tables truncated between tests)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from kita import create_app, migrations
+from kita.audit import GENESIS
+from kita.config import KitaConfig
+from kita.db import Base, Database
+from kita.models.accounts import ServerSession, User
+from kita.sessions import _hash
+
+PG_URL = os.environ.get("KITA_TEST_DATABASE_URL", "")
+TEST_SECRET = "test-secret-key-" + "x" * 32
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+    """A migrated database: a SQLite file to copy per test, or a PostgreSQL schema."""
+    if PG_URL:
+        schema = f"kita_test_{worker_id}"
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = _with_search_path(PG_URL, schema)
+        migrations.upgrade(url)
+        yield url
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+        migrations.upgrade(f"sqlite:///{path}")
+        yield str(path)
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("INSERT INTO audit_head (id, count, last_id, hash) VALUES (1, 0, 0, :h)"),
+            {"h": GENESIS},
+        )
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(database_template: str, tmp_path: Path) -> str:
+    """A fresh, migrated, empty database for one test."""
+    if PG_URL:
+        reset_postgres(database_template)
+        return database_template
+    target = tmp_path / "kita.sqlite3"
+    shutil.copyfile(database_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path) -> KitaConfig:
+    return KitaConfig(
+        instance_path=tmp_path / "instance",
+        secret_key=TEST_SECRET,
+        database_url=database_url,
+        testing=True,
+        password_hashing="test",
+        base_url="https://kita.test",
+    )
+
+
+@pytest.fixture
+def app(config: KitaConfig) -> Iterator[Flask]:
+    application = create_app(config)
+    yield application
+    application.extensions["kita"].database.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def database(app: Flask) -> Database:
+    return app.extensions["kita"].database  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Session]:
+    """A session for arranging and asserting. Factories commit; call ``db.rollback()`` before
+    reading what a request wrote if this session has read since its last commit."""
+    session = database.session()
+    yield session
+    session.rollback()
+    session.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """Fetch a page and return the CSRF token of its first form."""
+    response = client.get(path)
+    match = CSRF_RE.search(response.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} (status {response.status_code})"
+    return match.group(1)
+
+
+def post_form(
+    client: FlaskClient,
+    path: str,
+    data: dict[str, Any],
+    *,
+    token_from: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """POST a form with a valid CSRF token taken from ``token_from`` (default: the login page)."""
+    payload = dict(data)
+    payload["csrf_token"] = csrf_token(client, token_from or "/login")
+    return client.post(path, data=payload, **kwargs)
+
+
+def login_as(client: FlaskClient, app: Flask, user: User) -> None:
+    """Create a logged-in server-side session for ``user`` directly (no password, no TOTP)."""
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    database: Database = app.extensions["kita"].database
+    with database.transaction() as session:
+        session.add(
+            ServerSession(
+                id=_hash(token),
+                user_id=user.id,
+                data={"uid": str(user.id)},
+                created_at=now,
+                last_seen_at=now,
+            )
+        )
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], token)
+
+
+@pytest.fixture
+def login(client: FlaskClient, app: Flask) -> Any:
+    def _login(user: User) -> None:
+        login_as(client, app, user)
+
+    return _login

@@ -76,8 +76,8 @@ def build_app(config: KitaConfig | None = None) -> Flask:
     csrf.init_app(app)
     web.init_app(app)
 
-    from kita.blueprints import admin, auth, home, pwa
+    from kita.blueprints import admin, auth, home, imports, pwa
 
-    for module in (auth, home, admin, pwa):
+    for module in (auth, home, admin, imports, pwa):
         app.register_blueprint(module.bp)
     return app

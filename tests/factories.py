@@ -11,7 +11,7 @@ import pyotp
 from sqlalchemy.orm import Session
 
 from kita.models.accounts import GroupAssignment, Membership, Role, User
-from kita.models.organisation import Child, GuardianLink, Group, Kita, Provider, Relation
+from kita.models.organisation import Child, Group, GuardianLink, Kita, Provider, Relation
 from kita.services.accounts import make_password_hasher
 
 PASSWORD = "correct horse battery"

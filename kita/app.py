@@ -48,6 +48,7 @@ def build_app(config: KitaConfig | None = None) -> Flask:
     )
     database = Database(config.database_url)
     if config.check_migrations and not current_revision_matches_head(database):
+        database.dispose()
         raise ConfigError(
             "The database is not migrated to the current schema: run `kita init` "
             "(or `kita db upgrade`) first."

@@ -20,12 +20,6 @@ def _config() -> KitaConfig:
         raise click.ClickException(str(exc)) from exc
 
 
-def _database(config: KitaConfig) -> object:
-    from kita.db import Database
-
-    return Database(config.database_url)
-
-
 @click.group()
 def main() -> None:
     """kita: communication backend and app for the Kitas of a city."""
@@ -76,8 +70,11 @@ def demo() -> None:
 
     config = _config()
     database = Database(config.database_url)
-    with database.transaction() as session:
-        created = load_demo(session, make_password_hasher(config.password_hashing))
+    try:
+        with database.transaction() as session:
+            created = load_demo(session, make_password_hasher(config.password_hashing))
+    finally:
+        database.dispose()
     click.echo("Demo city loaded." if created else "Demo city was already there.")
     click.echo("Logins (password for all: shown below):")
     for login in demo_logins():
@@ -120,8 +117,11 @@ def audit_verify() -> None:
     from kita.db import Database
 
     database = Database(_config().database_url)
-    with database.session() as session:
-        report = audit_log.verify_chain(session)
+    try:
+        with database.session() as session:
+            report = audit_log.verify_chain(session)
+    finally:
+        database.dispose()
     if report.ok:
         click.echo(f"Audit log intact: {report.checked} events verified.")
         return
@@ -145,11 +145,15 @@ def sessions_purge() -> None:
     from kita.sessions import purge_expired_sessions
 
     config = _config()
-    count = purge_expired_sessions(
-        Database(config.database_url),
-        idle=timedelta(minutes=config.session_idle_minutes),
-        absolute=timedelta(hours=config.session_absolute_hours),
-    )
+    database = Database(config.database_url)
+    try:
+        count = purge_expired_sessions(
+            database,
+            idle=timedelta(minutes=config.session_idle_minutes),
+            absolute=timedelta(hours=config.session_absolute_hours),
+        )
+    finally:
+        database.dispose()
     click.echo(f"Deleted {count} expired sessions.")
 
 
@@ -175,7 +179,8 @@ def create_admin(email: str, name: str, provider_name: str, password: str) -> No
         validate_password(password, email=address)
     except ValidationError as exc:
         raise click.ClickException("; ".join(str(v) for v in exc.fields.values())) from exc
-    with Database(config.database_url).transaction() as session:
+    database = Database(config.database_url)
+    with database.transaction() as session:
         if session.scalars(select(User.id).where(User.email == address)).first():
             raise click.ClickException("An account with this e-mail address exists already.")
         provider = session.scalars(select(Provider).where(Provider.name == provider_name)).first()
@@ -192,6 +197,7 @@ def create_admin(email: str, name: str, provider_name: str, password: str) -> No
         session.add(user)
         session.flush()
         audit_log.record(session, action="admin.created", object_type="user", object_id=user.id)
+    database.dispose()
     click.echo(f"Created provider admin {address}; TOTP enrolment follows at the first login.")
 
 

@@ -18,7 +18,7 @@ def _concrete_paths(app: Flask) -> list[str]:
     for rule in app.url_map.iter_rules():
         values: dict[str, object] = {}
         for argument in rule.arguments:
-            converter = rule._converters[argument]  # noqa: SLF001
+            converter = rule._converters[argument]
             values[argument] = uuid.uuid4() if "UUID" in type(converter).__name__ else "x" * 20
         if rule.endpoint == "static":
             values = {"filename": "app.css"}

@@ -91,21 +91,21 @@ class CheckReport:
         return not self.problems
 
 
-def check() -> CheckReport:
+def check(translations: Path = TRANSLATIONS) -> CheckReport:
+    """Compare the strings in the code with the template and every shipped catalog."""
     report = CheckReport()
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "fresh.pot"
         extract(fresh)
-        current, committed = (
-            _ids(_read(fresh)),
-            _ids(_read(TEMPLATE)) if TEMPLATE.exists() else set(),
-        )
+        current = _ids(_read(fresh))
+    template = translations / "messages.pot"
+    committed = _ids(_read(template)) if template.exists() else set()
     for msgid in sorted(current - committed):
         report.problems.append(f"template is stale: missing {msgid!r} (run `make translations`)")
     for msgid in sorted(committed - current):
         report.problems.append(f"template is stale: obsolete {msgid!r} (run `make translations`)")
     for locale in SUPPORTED_LOCALES:
-        po = TRANSLATIONS / locale / "LC_MESSAGES" / "messages.po"
+        po = translations / locale / "LC_MESSAGES" / "messages.po"
         if not po.exists():
             report.problems.append(f"{locale}: catalog missing")
             continue

@@ -110,7 +110,7 @@ def database(app: Flask) -> Database:
 @pytest.fixture
 def db(database: Database) -> Iterator[Session]:
     """A session for arranging and asserting. Factories commit; call ``db.rollback()`` before
-    reading what a request wrote if this session has read since its last commit."""
+    reading what a request wrote, then ``db.expire_all()`` (a session keeps loaded objects)."""
     session = database.session()
     yield session
     session.rollback()

@@ -261,6 +261,8 @@ def join(token: str) -> Any:
     )
     if account.password and account.password != request.form.get("password_repeat"):
         reader.errors["password_repeat"] = _("The two passwords are not the same.")
+    # Report the shape errors and the account's own problems (taken address, ...) together.
+    reader.errors = invitations.check_new_account(db, account) | reader.errors
     try:
         reader.check()
         user = invitations.redeem_invitation(

@@ -186,7 +186,8 @@ def redeem_invitation(
     return user
 
 
-def _create_user(db: Session, hasher: PasswordHasher, account: NewAccount) -> User:
+def check_new_account(db: Session, account: NewAccount) -> dict[str, object]:
+    """Field errors for a new account (empty when it can be created)."""
     errors: dict[str, object] = {}
     name = account.display_name.strip()
     if not name:
@@ -209,8 +210,15 @@ def _create_user(db: Session, hasher: PasswordHasher, account: NewAccount) -> Us
             "This e-mail address already has an account. Please log in first and then open "
             "the invitation link again."
         )
+    return errors
+
+
+def _create_user(db: Session, hasher: PasswordHasher, account: NewAccount) -> User:
+    errors = check_new_account(db, account)
     if errors:
         raise ValidationError(errors)
+    name = account.display_name.strip()
+    email = validate_email(account.email)
     user = User(
         id=uuid.uuid4(),
         email=normalise_email(email),

@@ -89,6 +89,7 @@ def test_wrong_current_password_changes_nothing(client: FlaskClient, db: Session
     assert response.status_code == 422
     assert "The current password is wrong" in response.get_data(as_text=True)
     db.rollback()
+    db.expire_all()
     assert db.get(User, user.id).password_hash == user.password_hash  # type: ignore[union-attr]
 
 

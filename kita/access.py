@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, Select, false, or_, select
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from kita.errors import NotFoundError
 from kita.models.accounts import STAFF_ROLES, GroupAssignment, Invitation, Membership, Role, User
+from kita.models.imports import CsvImport
 from kita.models.organisation import Child, Group, GuardianLink, Kita
 
 
@@ -191,6 +192,83 @@ def get_membership(db: Session, actor: Actor, membership_id: uuid.UUID) -> Membe
     if membership is None or not may_manage_kita(actor, membership.kita):
         raise NotFoundError()
     return membership
+
+
+def get_csv_import(
+    db: Session, actor: Actor, kita_id: uuid.UUID, import_id: uuid.UUID
+) -> CsvImport:
+    """Load a CSV upload of the Kita ``kita_id``, which the actor manages; else 404 (also when the
+    upload belongs to another Kita)."""
+    csv_import = db.get(CsvImport, import_id)
+    kita = db.get(Kita, kita_id)
+    if (
+        csv_import is None
+        or kita is None
+        or csv_import.kita_id != kita.id
+        or not may_manage_kita(actor, kita)
+    ):
+        raise NotFoundError()
+    return csv_import
+
+
+def get_guardian_link(db: Session, actor: Actor, link_id: uuid.UUID) -> GuardianLink:
+    """Load a guardian link of a child in a Kita the actor manages; else 404."""
+    link = db.get(GuardianLink, link_id)
+    if link is None or not may_manage_kita(actor, link.child.kita):
+        raise NotFoundError()
+    return link
+
+
+def get_kita_member(db: Session, actor: Actor, kita: Kita, user_id: uuid.UUID) -> User:
+    """Load a user holding a role in ``kita``, which the actor must manage; else 404."""
+    if not may_manage_kita(actor, kita):
+        raise NotFoundError()
+    member = db.scalars(
+        select(Membership.id).where(Membership.kita_id == kita.id, Membership.user_id == user_id)
+    ).first()
+    user = db.get(User, user_id) if member is not None else None
+    if user is None:
+        raise NotFoundError()
+    return user
+
+
+def accounts_actor_may_switch(
+    db: Session, actor: Actor, user_ids: Collection[uuid.UUID]
+) -> frozenset[uuid.UUID]:
+    """Of ``user_ids``, the accounts the actor may disable and re-enable.
+
+    Disabling locks a person out everywhere, so it is allowed only when every Kita the account
+    belongs to (by a role or as a child's guardian) is managed by the actor: a leader cannot lock
+    out staff of another Kita. Nobody switches their own account or a provider admin's here.
+    """
+    if not user_ids:
+        return frozenset()
+    belongs: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in user_ids}
+    for user_id, kita_id in db.execute(
+        select(Membership.user_id, Membership.kita_id).where(Membership.user_id.in_(user_ids))
+    ):
+        belongs[user_id].add(kita_id)
+    for user_id, kita_id in db.execute(
+        select(GuardianLink.user_id, Child.kita_id)
+        .join(Child, GuardianLink.child_id == Child.id)
+        .where(GuardianLink.user_id.in_(user_ids))
+    ):
+        belongs[user_id].add(kita_id)
+    all_kita_ids = {kita_id for held in belongs.values() for kita_id in held}
+    kitas = {kita.id: kita for kita in db.scalars(select(Kita).where(Kita.id.in_(all_kita_ids)))}
+    admins = set(
+        db.scalars(
+            select(User.id).where(User.id.in_(user_ids), User.admin_of_provider_id.is_not(None))
+        )
+    )
+    return frozenset(
+        user_id
+        for user_id, kita_ids in belongs.items()
+        if user_id != actor.id
+        and user_id not in admins
+        and kita_ids
+        and all(may_manage_kita(actor, kitas[kita_id]) for kita_id in kita_ids)
+    )
 
 
 # --- scoped queries --------------------------------------------------------------------------

@@ -116,7 +116,8 @@ def check(translations: Path = TRANSLATIONS) -> CheckReport:
             if message is None:
                 report.problems.append(f"{locale}: missing {msgid!r}")
                 continue
-            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            raw = message.string if isinstance(message.string, tuple) else (message.string,)
+            strings = tuple(str(text or "") for text in raw)
             if not all(strings):
                 report.problems.append(f"{locale}: empty translation for {msgid!r}")
             elif message.fuzzy:

@@ -38,7 +38,8 @@ def _with_search_path(url: str, schema: str) -> str:
 def database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
     """A migrated database: a SQLite file to copy per test, or a PostgreSQL schema."""
     if PG_URL:
-        schema = f"kita_test_{worker_id}"
+        # One schema per process: parallel runs on one server must not share tables.
+        schema = f"kita_test_{worker_id}_{os.getpid()}"
         admin = create_engine(PG_URL)
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

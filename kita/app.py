@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kita import web
 from kita.config import SUPPORTED_LOCALES, ConfigError, KitaConfig
+from kita.crypto import Keyring, KeyService, SqliteKeystore
 from kita.db import Database
 from kita.extensions import babel, csrf
 from kita.migrations import current_revision_matches_head
@@ -53,6 +54,12 @@ def build_app(config: KitaConfig | None = None) -> Flask:
             "The database is not migrated to the current schema: run `kita init` "
             "(or `kita db upgrade`) first."
         )
+    keyring = Keyring(config.keys_dir, config.master_key)
+    if not keyring.versions:
+        database.dispose()
+        raise ConfigError(
+            f"No master key in {config.keys_dir} and KITA_MASTER_KEY is not set: run `kita init`."
+        )
     app.extensions["kita"] = web.KitaState(
         config=config,
         database=database,
@@ -63,6 +70,7 @@ def build_app(config: KitaConfig | None = None) -> Flask:
             client_limit=config.throttle_client_limit,
             window_seconds=config.throttle_window_seconds,
         ),
+        keys=KeyService(keyring, SqliteKeystore(config.keystore_path)),
     )
     app.session_interface = DatabaseSessionInterface(
         database,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import click
 from sqlalchemy import select
 
 from kita.config import ConfigError, KitaConfig, write_secret_key
+from kita.crypto import KeyService, ensure_master_key
 
 
 def _config() -> KitaConfig:
@@ -36,6 +39,9 @@ def init() -> None:
     config = _config()
     migrations.upgrade(config.database_url)
     click.echo("Database is at the newest schema.")
+    created = ensure_master_key(config.keys_dir, config.master_key)
+    if created is not None:
+        click.echo(f"Created master key version {created.version} in {config.keys_dir}")
 
 
 @main.group()
@@ -234,3 +240,82 @@ def translations_check() -> None:
         click.echo(f"{len(report.problems)} catalog problems.", err=True)
         sys.exit(1)
     click.echo("Catalogs are complete.")
+
+
+@contextmanager
+def _key_service(config: KitaConfig) -> Iterator[KeyService]:
+    """The key service over the instance's keys and keystore, closed afterwards."""
+    from kita.crypto import Keyring, SqliteKeystore
+
+    keyring = Keyring(config.keys_dir, config.master_key)
+    if not keyring.versions:
+        raise click.ClickException("No master key: run `kita init` first.")
+    keystore = SqliteKeystore(config.keystore_path)
+    try:
+        yield KeyService(keyring, keystore)
+    finally:
+        keystore.close()
+
+
+@main.group()
+def keys() -> None:
+    """Master keys (KEKs) and the data keys they wrap."""
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Show master key versions, the primary one, and data keys per master key version."""
+    with _key_service(_config()) as service:
+        status = service.status()
+    sources = status.sources
+    for version in status.kek_versions:
+        marker = " (primary)" if version == status.primary else ""
+        count = status.data_keys.get(version, 0)
+        click.echo(
+            f"master key v{version}{marker} [{sources.get(version, '?')}]: {count} data keys"
+        )
+    missing = {v: n for v, n in status.data_keys.items() if v not in status.kek_versions}
+    for version, count in missing.items():
+        click.echo(f"WARNING: {count} data keys wrapped by missing master key v{version}", err=True)
+
+
+@keys.command("rotate")
+@click.option(
+    "--new/--resume",
+    "new",
+    default=False,
+    help="--new always makes a new version (a compromised key); "
+    "the default finishes an interrupted rotation first.",
+)
+def keys_rotate(new: bool) -> None:
+    """Make a new primary master key and rewrap every data key with it (resumable)."""
+    with (
+        _key_service(_config()) as service,
+        click.progressbar(length=1, label="Rewrapping data keys") as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        result = service.rotate(progress, resume=not new)
+    state = "new" if result.created else "existing"
+    click.echo(
+        f"Primary master key: v{result.kek_version} ({state}); "
+        f"{result.rewrapped} data keys rewrapped."
+    )
+
+
+@keys.command("retire")
+@click.argument("version", type=int)
+def keys_retire(version: int) -> None:
+    """Destroy master key VERSION once no data key needs it (keystore backups made before the
+    rewrap can then no longer be read)."""
+    from kita.crypto import RetireRefusedError
+
+    with _key_service(_config()) as service:
+        try:
+            service.retire(version)
+        except RetireRefusedError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"Master key v{version} destroyed.")

@@ -63,6 +63,8 @@ class KitaConfig:
     smtp_password: str = ""
     smtp_from: str = "kita@localhost"
     smtp_starttls: bool = False
+    # Development only: a base64url master key instead of files in instance/keys/.
+    master_key: str | None = None
     testing: bool = False
     check_migrations: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -81,6 +83,21 @@ class KitaConfig:
             raise ConfigError("Cheap password hashing is only allowed when testing")
         if self.session_idle_minutes <= 0 or self.session_absolute_hours <= 0:
             raise ConfigError("Session timeouts must be positive")
+
+    @property
+    def keys_dir(self) -> Path:
+        """Master key files (``kek-<version>.key``, mode 0600), never inside a database."""
+        return self.instance_path / "keys"
+
+    @property
+    def keystore_path(self) -> Path:
+        """The separate keystore database holding wrapped data keys."""
+        return self.instance_path / "keystore.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Encrypted photos and attachments, stored by content id."""
+        return self.instance_path / "blobs"
 
     @property
     def smtp_configured(self) -> bool:
@@ -131,6 +148,7 @@ class KitaConfig:
             smtp_password=env.get("KITA_SMTP_PASSWORD", ""),
             smtp_from=env.get("KITA_SMTP_FROM", "kita@localhost"),
             smtp_starttls=_flag(env.get("KITA_SMTP_STARTTLS"), False),
+            master_key=env.get("KITA_MASTER_KEY") or None,
             testing=_flag(env.get("KITA_TESTING"), False),
         )
 

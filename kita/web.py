@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from kita.access import Actor, load_actor
 from kita.config import RTL_LOCALES, SUPPORTED_LOCALES, KitaConfig
+from kita.crypto import KeyService
 from kita.db import Database
 from kita.errors import KitaError
 from kita.models.accounts import User
@@ -66,6 +67,7 @@ class KitaState:
     database: Database
     hasher: PasswordHasher
     throttle: ThrottlePolicy
+    keys: KeyService
 
 
 def state() -> KitaState:

@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session
 from kita import create_app, migrations
 from kita.audit import GENESIS
 from kita.config import KitaConfig
+from kita.crypto import generate_master_key_value
 from kita.db import Base, Database
 from kita.models.accounts import ServerSession, User
 from kita.sessions import _hash
 
 PG_URL = os.environ.get("KITA_TEST_DATABASE_URL", "")
 TEST_SECRET = "test-secret-key-" + "x" * 32
+MASTER_KEY = generate_master_key_value()
 
 
 def _with_search_path(url: str, schema: str) -> str:
@@ -88,14 +90,21 @@ def config(database_url: str, tmp_path: Path) -> KitaConfig:
         testing=True,
         password_hashing="test",
         base_url="https://kita.test",
+        master_key=MASTER_KEY,
     )
+
+
+def close_app(application: Flask) -> None:
+    state = application.extensions["kita"]
+    state.database.dispose()
+    state.keys.keystore.close()
 
 
 @pytest.fixture
 def app(config: KitaConfig) -> Iterator[Flask]:
     application = create_app(config)
     yield application
-    application.extensions["kita"].database.dispose()
+    close_app(application)
 
 
 @pytest.fixture

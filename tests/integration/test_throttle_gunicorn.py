@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import MASTER_KEY, TEST_SECRET
 from tests.factories import PASSWORD, make_user
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -75,6 +75,7 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
         KITA_TESTING="1",
         KITA_PASSWORD_HASHING="test",
         KITA_INSTANCE_PATH=str(tmp_path / "instance"),
+        KITA_MASTER_KEY=MASTER_KEY,
     )
     process = subprocess.Popen(
         [

@@ -1,0 +1,287 @@
+"""The authorization matrix, generated from the app's route map.
+
+Every route × every role (plus anonymous and a parent of another Kita) × an object of the actor's
+own Kita and of a foreign one. ``EXPECTED`` names the policy decision for each endpoint; a route
+that is added without a decision here, or a view without a guard, fails the test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask, url_for
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from kita.access import load_actor
+from kita.models.accounts import Membership, Role, User
+from kita.models.imports import CsvImport
+from kita.models.organisation import Child, Group, GuardianLink, Kita, Provider
+from kita.services import invitations
+from tests.conftest import csrf_token, login_as
+from tests.factories import make_child, make_group, make_kita, make_provider, make_user
+
+# Decisions: public (everyone), user (every logged-in person), manage (leaders of the object's
+# Kita and admins of its provider), admin_home (anyone who manages some Kita), provider_admin
+# (admins of any provider), provider_settings (admins of the object Kita's provider).
+EXPECTED: dict[str, str] = {
+    "static": "public",
+    "home.index": "public",
+    "home.ping": "public",
+    "home.dashboard": "user",
+    "pwa.manifest": "public",
+    "pwa.service_worker": "public",
+    "pwa.offline": "public",
+    "auth.login": "public",
+    "auth.second_factor": "public",
+    "auth.logout": "public",
+    "auth.forgot_password": "public",
+    "auth.reset_password": "public",
+    "auth.join": "public",
+    "auth.set_language": "public",
+    "auth.account": "user",
+    "auth.totp_setup": "user",
+    "admin.index": "admin_home",
+    "admin.kita_new": "provider_admin",
+    "admin.kita_settings": "provider_settings",
+    "admin.kita": "manage",
+    "admin.groups": "manage",
+    "admin.group": "manage",
+    "admin.group_delete": "manage",
+    "admin.staff": "manage",
+    "admin.staff_groups": "manage",
+    "admin.membership_remove": "manage",
+    "admin.account_active": "manage",
+    "admin.staff_invite": "manage",
+    "admin.children": "manage",
+    "admin.child_new": "manage",
+    "admin.child_edit": "manage",
+    "admin.child": "manage",
+    "admin.guardian_update": "manage",
+    "admin.guardian_remove": "manage",
+    "admin.guardian_invite": "manage",
+    "admin.invitations_list": "manage",
+    "admin.invitation_revoke": "manage",
+    "admin.group_sheet": "manage",
+    "imports.upload": "manage",
+    "imports.example": "manage",
+    "imports.preview": "manage",
+    "imports.commit": "manage",
+}
+
+ACTORS = (
+    "anonymous",
+    "parent",
+    "parent_other_kita",
+    "educator",
+    "leader",
+    "council",
+    "caretaker",
+    "admin",
+    "admin_other_provider",
+)
+
+
+@dataclass
+class KitaObjects:
+    """The objects of one Kita that route arguments point at."""
+
+    provider: Provider
+    kita: Kita
+    group: Group
+    child: Child
+    link: GuardianLink
+    membership: Membership
+    staff: User
+    invitation_id: uuid.UUID
+    import_id: uuid.UUID
+
+    def url_values(self) -> dict[str, Any]:
+        return {
+            "kita_id": self.kita.id,
+            "group_id": self.group.id,
+            "child_id": self.child.id,
+            "link_id": self.link.id,
+            "membership_id": self.membership.id,
+            "user_id": self.staff.id,
+            "invitation_id": self.invitation_id,
+            "import_id": self.import_id,
+            "token": "not-a-real-token-" + "x" * 10,
+            "filename": "app.css",
+        }
+
+
+@dataclass
+class World:
+    own: KitaObjects
+    foreign: KitaObjects
+    actors: dict[str, User | None] = field(default_factory=dict)
+
+
+def _kita_objects(db: Session, provider: Provider) -> KitaObjects:
+    kita = make_kita(db, provider)
+    group = make_group(db, kita)
+    child = make_child(db, group)
+    guardian = make_user(db, roles=[(kita, Role.PARENT)], children=[child])
+    staff = make_user(db, roles=[(kita, Role.EDUCATOR)], groups=[group])
+    manager = make_user(db, admin_of=provider)
+    issued = invitations.create_invitation(
+        db,
+        actor=load_actor(db, manager),
+        kita=kita,
+        request=invitations.InvitationRequest(role=Role.CARETAKER),
+        now=datetime.now(UTC),
+        days=14,
+    )
+    upload = CsvImport(
+        kita_id=kita.id,
+        created_by_id=manager.id,
+        content="Vorname;Nachname\n",
+        created_at=datetime.now(UTC),
+    )
+    db.add(upload)
+    db.commit()
+    link = next(link for link in child.guardian_links if link.user_id == guardian.id)
+    membership = next(m for m in staff.memberships if m.kita_id == kita.id)
+    return KitaObjects(
+        provider, kita, group, child, link, membership, staff, issued.invitation.id, upload.id
+    )
+
+
+@pytest.fixture
+def world(db: Session) -> World:
+    own = _kita_objects(db, make_provider(db))
+    foreign = _kita_objects(db, make_provider(db))
+    kita, group, child = own.kita, own.group, own.child
+    sibling_kita = make_kita(db, own.provider)
+    other_child = make_child(db, make_group(db, sibling_kita))
+    world = World(own, foreign)
+    world.actors = {
+        "anonymous": None,
+        "parent": make_user(db, roles=[(kita, Role.PARENT)], children=[child]),
+        "parent_other_kita": make_user(
+            db, roles=[(sibling_kita, Role.PARENT)], children=[other_child]
+        ),
+        "educator": make_user(db, roles=[(kita, Role.EDUCATOR)], groups=[group]),
+        "leader": make_user(db, roles=[(kita, Role.LEADER)]),
+        "council": make_user(db, roles=[(kita, Role.COUNCIL), (kita, Role.PARENT)]),
+        "caretaker": make_user(db, roles=[(kita, Role.CARETAKER)]),
+        "admin": make_user(db, admin_of=own.provider),
+        "admin_other_provider": make_user(db, admin_of=foreign.provider),
+    }
+    return world
+
+
+def _allowed(decision: str, actor: str, target: str) -> bool:
+    """The expected decision, written independently of kita/access.py."""
+    if decision == "public":
+        return True
+    if actor == "anonymous":
+        return False
+    if decision == "user":
+        return True
+    manages_own = actor in {"leader", "admin"}
+    if decision == "admin_home":
+        return manages_own or actor == "admin_other_provider"
+    if decision == "provider_admin":
+        return actor in {"admin", "admin_other_provider"}
+    if decision == "provider_settings":
+        return (actor, target) in {("admin", "own"), ("admin_other_provider", "foreign")}
+    if decision == "manage":
+        return (target == "own" and manages_own) or (
+            target == "foreign" and actor == "admin_other_provider"
+        )
+    raise AssertionError(f"unknown decision {decision}")
+
+
+def test_every_route_has_a_decision_and_a_guard(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints - EXPECTED.keys() == set(), "routes without a decision in EXPECTED"
+    assert EXPECTED.keys() - endpoints == set(), "decisions for routes that do not exist"
+    for endpoint, view in app.view_functions.items():
+        if endpoint != "static":
+            assert getattr(view, "kita_guard", None), f"{endpoint} has no guard"
+
+
+def _client_for(app: Flask, user: User | None) -> FlaskClient:
+    client = app.test_client()
+    if user is not None:
+        login_as(client, app, user)
+    return client
+
+
+def _check(
+    client: FlaskClient,
+    method: str,
+    path: str,
+    token: str,
+    allowed: bool,
+    anonymous: bool,
+    public: bool = False,
+) -> str | None:
+    data = {"csrf_token": token} if method == "POST" else None
+    with client.open(path, method=method, data=data) as response:
+        status = response.status_code
+        location = response.headers.get("Location", "")
+    if status >= 500:
+        return f"{status} (server error)"
+    # Public pages may send visitors to the login themselves (logout, the code step, "/").
+    to_login = status == 302 and "/login" in location and not public
+    if allowed:
+        if status == 404 or to_login:
+            return f"{status} {location} but expected access"
+    elif anonymous:
+        if not to_login:
+            return f"{status} but expected a redirect to the login"
+    elif status != 404:
+        return f"{status} but expected 404"
+    return None
+
+
+@pytest.mark.parametrize("endpoint", sorted(EXPECTED))
+def test_matrix(app: Flask, world: World, endpoint: str) -> None:
+    rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint == endpoint]
+    assert rules, f"{endpoint} does not exist"
+    failures: list[str] = []
+    clients: dict[str, tuple[FlaskClient, str]] = {}
+    for actor in ACTORS:
+        client = _client_for(app, world.actors[actor])
+        clients[actor] = (client, csrf_token(client, "/offline"))
+    targets: list[tuple[str, KitaObjects]] = [("own", world.own), ("foreign", world.foreign)]
+    for rule in rules:
+        methods = sorted((rule.methods or set()) & {"GET", "POST"})
+        if not rule.arguments or rule.arguments <= {"token", "filename"}:
+            targets = targets[:1]
+        for target_name, objects in targets:
+            values = {name: objects.url_values()[name] for name in rule.arguments}
+            with app.test_request_context():
+                path = url_for(endpoint, **values)
+            for actor in ACTORS:
+                client, token = clients[actor]
+                allowed = _allowed(EXPECTED[endpoint], actor, target_name)
+                for method in methods:
+                    problem = _check(
+                        client,
+                        method,
+                        path,
+                        token,
+                        allowed,
+                        actor == "anonymous",
+                        public=EXPECTED[endpoint] == "public",
+                    )
+                    if problem:
+                        failures.append(f"{actor:<22} {method:<4} {target_name:<7} {problem}")
+    assert failures == [], f"{endpoint}:\n" + "\n".join(failures)
+
+
+def test_matrix_would_catch_a_leaky_route(app: Flask, world: World) -> None:
+    """A deliberately wrong expectation must fail: the matrix is not vacuous."""
+    client = _client_for(app, world.actors["educator"])
+    token = csrf_token(client, "/offline")
+    with app.test_request_context():
+        path = url_for("admin.children", kita_id=world.own.kita.id)
+    assert _check(client, "GET", path, token, allowed=True, anonymous=False) is not None

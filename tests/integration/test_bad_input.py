@@ -8,6 +8,7 @@ bookkeeping (failures, audit, sessions), or, where it succeeded, changes exactly
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from kita.access import load_actor
 from kita.db import Base
 from kita.models.accounts import Role
-from kita.models.organisation import Relation
+from kita.models.organisation import GuardianLink, Relation
 from kita.services.accounts import request_password_reset
 from kita.services.invitations import InvitationRequest, create_invitation
 from tests.conftest import csrf_token
@@ -176,5 +177,88 @@ def test_account_and_language_forms(
         assert _post(client, "/account", account, token) < 500
         assert _post(client, "/language", language, token) < 500
         assert _changed(before, _counts(db)) == set()
+
+    check()
+
+
+# --- CSV import and the admin forms ---------------------------------------------------------
+
+ADMIN_SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CHILD_FIELDS = ["first_name", "last_name", "birth_date", "entry_date", "leave_date", "group_id"]
+INVITE_FIELDS = ["role", "group_id", "email", "locale", "relation", "has_custody", "may_pick_up"]
+
+
+def test_csv_upload(client: FlaskClient, db: Session, login: Any) -> None:
+    kita = make_kita(db)
+    make_group(db, kita, name="Sonnen")
+    login(make_user(db, roles=[(kita, Role.LEADER)]))
+    path = f"/admin/kitas/{kita.id}/import/"
+    token = csrf_token(client, path)
+    header = b"Vorname;Nachname;Geburtsdatum;Gruppe;Elternteil E-Mail\n"
+
+    @SETTINGS
+    @given(
+        st.one_of(
+            st.binary(max_size=3000),
+            st.text(max_size=2000).map(str.encode),
+            st.text(max_size=500).map(lambda t: header + t.encode("utf-8", "replace")),
+        )
+    )
+    def check(raw: bytes) -> None:
+        before = _counts(db)
+        with client.post(
+            path,
+            data={"csrf_token": token, "file": (io.BytesIO(raw), "x.csv")},
+            content_type="multipart/form-data",
+        ) as response:
+            assert response.status_code < 500
+        # At most the upload itself is stored; never a child or an invitation.
+        assert _changed(before, _counts(db)) <= {"csv_imports"}
+
+    check()
+
+
+def test_admin_forms(client: FlaskClient, db: Session, login: Any) -> None:
+    kita = make_kita(db)
+    group = make_group(db, kita)
+    child = make_child(db, group)
+    leader = make_user(db, roles=[(kita, Role.LEADER)])
+    parent = make_user(db, roles=[(kita, Role.PARENT)], children=[child])
+    link = db.scalars(select(GuardianLink).where(GuardianLink.user_id == parent.id)).one()
+    login(leader)
+    base = f"/admin/kitas/{kita.id}"
+    token = csrf_token(client, f"{base}/children/new")
+    # endpoint -> (fields, the tables a successful request may change)
+    forms: dict[str, tuple[list[str], set[str]]] = {
+        f"{base}/groups": (["name"], {"groups"}),
+        f"{base}/groups/{group.id}": (["name"], set()),
+        f"{base}/children/new": (CHILD_FIELDS, {"children"}),
+        f"{base}/children/{child.id}/edit": (CHILD_FIELDS, set()),
+        f"{base}/children/{child.id}/invite": (INVITE_FIELDS, {"invitations"}),
+        f"{base}/children/{child.id}/guardians/{link.id}": (
+            ["relation", "has_custody", "may_pick_up"],
+            set(),
+        ),
+        f"{base}/staff/invite": (INVITE_FIELDS, {"invitations"}),
+        f"{base}/groups/{group.id}/delete": (["confirm"], set()),
+    }
+
+    @ADMIN_SETTINGS
+    @given(st.sampled_from(sorted(forms)), st.data())
+    def check(path: str, data: st.DataObject) -> None:
+        fields, may_change = forms[path]
+        values = data.draw(form_data(fields))
+        before = _counts(db)
+        status = _post(client, path, values, token)
+        assert status < 500
+        changed = _changed(before, _counts(db))
+        if status >= 400:
+            assert changed == set(), (path, status)
+        else:
+            assert changed <= may_change, (path, changed)
 
     check()

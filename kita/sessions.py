@@ -73,20 +73,26 @@ class DatabaseSessionInterface(SessionInterface):
             return KitaSession()
         sid = _hash(token)
         now = datetime.now(UTC)
-        with self.database.session() as db:
-            row = db.scalars(select(ServerSession).where(ServerSession.id == sid)).first()
-            if row is None:
-                return KitaSession()
-            if row.last_seen_at + self.idle <= now or row.created_at + self.absolute <= now:
+        # Core, not the ORM: this runs on every request, and the row is read-only here.
+        table = ServerSession.__table__
+        with self.database.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.data, table.c.created_at, table.c.last_seen_at).where(
+                    table.c.id == sid
+                )
+            ).first()
+            conn.rollback()
+        if row is None:
+            return KitaSession()
+        data, created_at, last_seen_at = row
+        if last_seen_at + self.idle <= now or created_at + self.absolute <= now:
+            with self.database.session(write=True) as db:
                 db.execute(delete(ServerSession).where(ServerSession.id == sid))
                 db.commit()
-                return KitaSession()
-            return KitaSession(
-                dict(row.data or {}),
-                sid=sid,
-                created_at=row.created_at,
-                last_seen_at=row.last_seen_at,
-            )
+            return KitaSession()
+        return KitaSession(
+            dict(data or {}), sid=sid, created_at=created_at, last_seen_at=last_seen_at
+        )
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, KitaSession):

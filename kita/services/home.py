@@ -1,14 +1,17 @@
-"""What a person sees first: their children, Kitas and groups."""
+"""What a person sees first: their children, groups and the Kitas they manage.
+
+This is the most requested page, so it reads plain columns (no ORM objects) in one query per
+section, and only the sections the actor has.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from kita.access import Actor, managed_kitas
-from kita.models.accounts import Role
 from kita.models.organisation import Child, Group, Kita
 
 
@@ -21,43 +24,51 @@ class ChildSummary:
 
 
 @dataclass(frozen=True)
+class GroupSummary:
+    id: str
+    name: str
+    kita: str
+
+
+@dataclass(frozen=True)
+class KitaSummary:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Overview:
     children: list[ChildSummary]
-    groups: list[Group]
-    kitas: list[Kita]
-    managed_kitas: list[Kita]
-    roles: frozenset[Role]
+    groups: list[GroupSummary]
+    managed_kitas: list[KitaSummary]
 
 
 def build_overview(db: Session, actor: Actor) -> Overview:
-    """The actor's own children (as guardian), assigned groups and Kitas, in name order."""
+    """The actor's own children (as guardian), assigned groups and managed Kitas, by name."""
     children: list[ChildSummary] = []
     if actor.child_ids:
-        rows = db.scalars(
-            select(Child)
+        rows = db.execute(
+            select(Child.id, Child.first_name, Child.last_name, Group.name, Kita.name)
+            .join(Kita, Kita.id == Child.kita_id)
+            .outerjoin(Group, Group.id == Child.group_id)
             .where(Child.id.in_(actor.child_ids))
-            .options(joinedload(Child.group), joinedload(Child.kita))
-            .order_by(Child.first_name)
-        ).all()
+            .order_by(Child.first_name, Child.last_name)
+        )
         children = [
-            ChildSummary(str(c.id), c.full_name, c.group.name if c.group else "", c.kita.name)
-            for c in rows
+            ChildSummary(str(child_id), f"{first} {last}", group or "", kita)
+            for child_id, first, last, group, kita in rows
         ]
-    groups = (
-        list(db.scalars(select(Group).where(Group.id.in_(actor.group_ids)).order_by(Group.name)))
-        if actor.group_ids
-        else []
-    )
-    kitas = (
-        list(db.scalars(select(Kita).where(Kita.id.in_(list(actor.roles))).order_by(Kita.name)))
-        if actor.roles
-        else []
-    )
-    roles = frozenset(role for held in actor.roles.values() for role in held)
-    return Overview(
-        children=children,
-        groups=groups,
-        kitas=kitas,
-        managed_kitas=list(db.scalars(managed_kitas(actor))) if actor.may_administer else [],
-        roles=roles,
-    )
+    groups: list[GroupSummary] = []
+    if actor.group_ids:
+        rows = db.execute(
+            select(Group.id, Group.name, Kita.name)
+            .join(Kita, Kita.id == Group.kita_id)
+            .where(Group.id.in_(actor.group_ids))
+            .order_by(Group.name)
+        )
+        groups = [GroupSummary(str(group_id), name, kita) for group_id, name, kita in rows]
+    managed: list[KitaSummary] = []
+    if actor.may_administer:
+        query = managed_kitas(actor).with_only_columns(Kita.id, Kita.name)
+        managed = [KitaSummary(str(kita_id), name) for kita_id, name in db.execute(query)]
+    return Overview(children=children, groups=groups, managed_kitas=managed)

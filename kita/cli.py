@@ -319,3 +319,25 @@ def keys_retire(version: int) -> None:
         except RetireRefusedError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"Master key v{version} destroyed.")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the due jobs once and exit.")
+def worker(once: bool) -> None:
+    """Run the background worker (periodic jobs; push delivery with messaging)."""
+    import logging
+
+    from kita.db import Database
+    from kita.worker import WorkerContext, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = _config()
+    database = Database(config.database_url)
+    with _key_service(config) as keys:
+        try:
+            done = run_worker(WorkerContext(config, database, keys), once=once)
+        finally:
+            database.dispose()
+    if once:
+        for name, count in done.items():
+            click.echo(f"{name}: {count}")

@@ -1,0 +1,105 @@
+"""The background worker: one loop that runs periodic jobs (and, with messaging, push delivery).
+
+Each job is a plain function taking the worker context; each run is one transaction boundary.
+Jobs are idempotent, so two workers (or a restart) running the same job is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from kita.config import KitaConfig
+from kita.crypto import KeyService
+from kita.db import Database
+from kita.services.imports import erase_expired_imports
+from kita.sessions import purge_expired_sessions
+
+log = logging.getLogger("kita.worker")
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    config: KitaConfig
+    database: Database
+    keys: KeyService
+
+
+@dataclass
+class Job:
+    name: str
+    every: timedelta
+    run: Callable[[WorkerContext], int]
+    next_at: float = 0.0
+
+
+def _purge_sessions(ctx: WorkerContext) -> int:
+    return purge_expired_sessions(
+        ctx.database,
+        idle=timedelta(minutes=ctx.config.session_idle_minutes),
+        absolute=timedelta(hours=ctx.config.session_absolute_hours),
+    )
+
+
+def _erase_imports(ctx: WorkerContext) -> int:
+    with ctx.database.transaction() as db:
+        return erase_expired_imports(db, now=datetime.now(UTC))
+
+
+def default_jobs() -> list[Job]:
+    """The periodic jobs; capabilities add theirs here."""
+    return [
+        Job("sessions.purge", timedelta(minutes=15), _purge_sessions),
+        Job("imports.erase_expired", timedelta(hours=1), _erase_imports),
+    ]
+
+
+@dataclass
+class Worker:
+    context: WorkerContext
+    jobs: list[Job] = field(default_factory=default_jobs)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run_due(self, now: float | None = None) -> dict[str, int]:
+        """Run every job whose time has come; a failing job is logged and retried next round."""
+        now = time.monotonic() if now is None else now
+        done: dict[str, int] = {}
+        for job in self.jobs:
+            if job.next_at > now:
+                continue
+            try:
+                done[job.name] = job.run(self.context)
+            except Exception:
+                # No personal data in job errors: log the job and the exception type only.
+                log.exception("job %s failed", job.name)
+                job.next_at = now + 60
+                continue
+            job.next_at = now + job.every.total_seconds()
+            log.info("job %s: %d", job.name, done[job.name])
+        return done
+
+    def run_forever(self, tick: float = 5.0) -> None:
+        while not self.stop.is_set():
+            self.run_due()
+            self.stop.wait(tick)
+
+
+def run_worker(context: WorkerContext, *, once: bool = False) -> dict[str, int]:
+    """Run the worker until SIGTERM/SIGINT, or one round with ``once``."""
+    worker = Worker(context)
+    if once:
+        return worker.run_due()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run_forever()
+    return {}

@@ -5,11 +5,14 @@ Views never load a Kita, group, child, invitation or membership by id themselves
 and when the actor may not see it, so ids cannot be probed.
 
 Rules (PRODUCT.md, "Access"):
-- a provider admin manages every Kita of the provider but does not read child content;
+- a provider admin manages every Kita of the provider but does not read child content (except
+  a child's documentation, read-only, for an hour after recording a reason: break-glass);
 - a Kita leader manages her Kita and sees all its children;
 - an educator sees the children of her groups;
 - a parent sees only her own children;
-- council members and caretakers see no child records.
+- council members and caretakers see no child records;
+- development documentation: the child's educators and the Kita's leaders read and write it,
+  guardians with custody read the entries shared with the family.
 """
 
 from __future__ import annotations
@@ -18,12 +21,24 @@ import enum
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    false,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from kita.errors import NotFoundError
 from kita.models.accounts import STAFF_ROLES, GroupAssignment, Invitation, Membership, Role, User
+from kita.models.documentation import BreakGlassGrant, DocumentationEntry, DocumentationPhoto
 from kita.models.imports import CsvImport
 from kita.models.organisation import Child, Group, GuardianLink, Kita
 
@@ -76,23 +91,35 @@ class Actor:
 
 
 def load_actor(db: Session, user: User) -> Actor:
-    """Collect roles, group assignments and children of ``user`` (three small queries)."""
+    """Collect roles, group assignments and children of ``user`` in one round trip."""
+    facts = union_all(
+        select(literal("role"), Membership.kita_id, type_coerce(Membership.role, String)).where(
+            Membership.user_id == user.id
+        ),
+        select(literal("group"), GroupAssignment.group_id, literal("", String)).where(
+            GroupAssignment.user_id == user.id
+        ),
+        select(literal("child"), GuardianLink.child_id, literal("", String)).where(
+            GuardianLink.user_id == user.id
+        ),
+    )
     roles: dict[uuid.UUID, set[Role]] = {}
-    for kita_id, role in db.execute(
-        select(Membership.kita_id, Membership.role).where(Membership.user_id == user.id)
-    ):
-        roles.setdefault(kita_id, set()).add(role)
-    group_ids = frozenset(
-        db.scalars(select(GroupAssignment.group_id).where(GroupAssignment.user_id == user.id))
-    )
-    child_ids = frozenset(
-        db.scalars(select(GuardianLink.child_id).where(GuardianLink.user_id == user.id))
-    )
+    group_ids: set[uuid.UUID] = set()
+    child_ids: set[uuid.UUID] = set()
+    for kind, raw_id, role in db.execute(facts):
+        # The UNION takes the first SELECT's column types; be lenient about the driver's form.
+        object_id = raw_id if isinstance(raw_id, uuid.UUID) else uuid.UUID(str(raw_id))
+        if kind == "role":
+            roles.setdefault(object_id, set()).add(Role(role))
+        elif kind == "group":
+            group_ids.add(object_id)
+        else:
+            child_ids.add(object_id)
     return Actor(
         user=user,
         roles={kita_id: frozenset(held) for kita_id, held in roles.items()},
-        group_ids=group_ids,
-        child_ids=child_ids,
+        group_ids=frozenset(group_ids),
+        child_ids=frozenset(child_ids),
     )
 
 
@@ -269,6 +296,131 @@ def accounts_actor_may_switch(
         and kita_ids
         and all(may_manage_kita(actor, kitas[kita_id]) for kita_id in kita_ids)
     )
+
+
+# --- development documentation ---------------------------------------------------------------
+
+
+class DocumentationAccess(enum.StrEnum):
+    """How an actor may use one child's development documentation."""
+
+    #: The child's educators and the Kita's leaders: read and write everything.
+    STAFF = "staff"
+    #: A guardian with custody: read the entries shared with the family.
+    FAMILY = "family"
+    #: A provider admin with a valid break-glass grant: read everything, write nothing.
+    BREAK_GLASS = "break_glass"
+
+
+def may_write_documentation(actor: Actor, child: Child) -> bool:
+    """Educators of the child's group and leaders of the child's Kita (not provider admins)."""
+    if actor.has_role(child.kita_id, Role.LEADER):
+        return True
+    return (
+        child.group_id is not None
+        and child.group_id in actor.group_ids
+        and actor.has_role(child.kita_id, Role.EDUCATOR)
+    )
+
+
+def is_custodial_guardian(db: Session, actor: Actor, child: Child) -> bool:
+    """The actor is linked to the child as a guardian with custody."""
+    if child.id not in actor.child_ids:
+        return False
+    custody = db.scalar(
+        select(GuardianLink.has_custody).where(
+            GuardianLink.child_id == child.id, GuardianLink.user_id == actor.id
+        )
+    )
+    return custody is True
+
+
+def active_break_glass(
+    db: Session, actor: Actor, child: Child, *, now: datetime | None = None
+) -> BreakGlassGrant | None:
+    """The actor's unexpired break-glass grant for the child, if the actor is an admin of the
+    child's provider and recorded one."""
+    if actor.admin_provider_id is None or actor.admin_provider_id != child.kita.provider_id:
+        return None
+    now = now or datetime.now(UTC)
+    return db.scalars(
+        select(BreakGlassGrant)
+        .where(
+            BreakGlassGrant.child_id == child.id,
+            BreakGlassGrant.admin_id == actor.id,
+            BreakGlassGrant.granted_at <= now,
+            BreakGlassGrant.expires_at > now,
+        )
+        .order_by(BreakGlassGrant.expires_at.desc())
+    ).first()
+
+
+def documentation_access(
+    db: Session, actor: Actor, child: Child, *, now: datetime | None = None
+) -> DocumentationAccess | None:
+    """How the actor may use the child's documentation, or None (council members, caretakers,
+    other Kitas' staff, other families and provider admins without break-glass)."""
+    if may_write_documentation(actor, child):
+        return DocumentationAccess.STAFF
+    if is_custodial_guardian(db, actor, child):
+        return DocumentationAccess.FAMILY
+    if active_break_glass(db, actor, child, now=now) is not None:
+        return DocumentationAccess.BREAK_GLASS
+    return None
+
+
+def _documentation_scope(
+    db: Session, actor: Actor, child: Child, write: bool, now: datetime | None
+) -> DocumentationAccess:
+    scope = documentation_access(db, actor, child, now=now)
+    if scope is None or (write and scope is not DocumentationAccess.STAFF):
+        raise NotFoundError()
+    return scope
+
+
+def get_documentation_child(
+    db: Session,
+    actor: Actor,
+    child_id: uuid.UUID,
+    *,
+    write: bool = False,
+    now: datetime | None = None,
+) -> tuple[Child, DocumentationAccess]:
+    """Load a child whose documentation the actor may read (``write``: write); else 404."""
+    child = db.get(Child, child_id)
+    if child is None:
+        raise NotFoundError()
+    return child, _documentation_scope(db, actor, child, write, now)
+
+
+def get_documentation_entry(
+    db: Session,
+    actor: Actor,
+    entry_id: uuid.UUID,
+    *,
+    write: bool = False,
+    now: datetime | None = None,
+) -> tuple[DocumentationEntry, DocumentationAccess]:
+    """Load an entry the actor may read (``write``: change); else 404. Families see only
+    entries shared with them."""
+    entry = db.get(DocumentationEntry, entry_id)
+    if entry is None:
+        raise NotFoundError()
+    scope = _documentation_scope(db, actor, entry.child, write, now)
+    if scope is DocumentationAccess.FAMILY and entry.shared_with_family_at is None:
+        raise NotFoundError()
+    return entry, scope
+
+
+def get_documentation_photo(
+    db: Session, actor: Actor, photo_id: uuid.UUID, *, now: datetime | None = None
+) -> tuple[DocumentationPhoto, DocumentationEntry, DocumentationAccess]:
+    """Load a photo whose entry the actor may read; else 404."""
+    photo = db.get(DocumentationPhoto, photo_id)
+    if photo is None:
+        raise NotFoundError()
+    entry, scope = get_documentation_entry(db, actor, photo.entry_id, now=now)
+    return photo, entry, scope
 
 
 # --- scoped queries --------------------------------------------------------------------------

@@ -115,10 +115,24 @@ def require_actor() -> Actor:
 GUARDS = ("public", "user", "manager", "provider_admin")
 
 
+def audited_read(view: F) -> F:
+    """Mark a GET view that writes (an audit row for every read of documentation).
+
+    Its request gets a write session from the start: on SQLite a read transaction that later
+    writes can fail under concurrent writers. Place it under the guard decorator.
+    """
+    view.kita_writes = True  # type: ignore[attr-defined]
+    return view
+
+
 def _guard(name: str, check: Callable[[Actor], bool] | None) -> Callable[[F], F]:
     def decorator(view: F) -> F:
+        writes = getattr(view, "kita_writes", False)
+
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if writes and "db" not in g:
+                g.db = state().database.session(write=True)
             if name != "public":
                 actor = current_actor()
                 if actor is None:

@@ -12,15 +12,46 @@ from kita.models.accounts import (
     User,
 )
 from kita.models.audit import AuditEvent, AuditHead
+from kita.models.documentation import (
+    BreakGlassGrant,
+    Consent,
+    ConsentMethod,
+    ConsentPurpose,
+    DevelopmentTalk,
+    Disposition,
+    DocumentationEntry,
+    DocumentationEntryArea,
+    DocumentationPhoto,
+    DocumentationRevision,
+    DocumentationTemplate,
+    EducationalArea,
+    EntryKind,
+    EntryStatus,
+    TemplateFieldType,
+)
 from kita.models.imports import CsvImport
 from kita.models.organisation import Child, Council, Group, GuardianLink, Kita, Provider, Relation
 
 __all__ = [
     "AuditEvent",
     "AuditHead",
+    "BreakGlassGrant",
     "Child",
+    "Consent",
+    "ConsentMethod",
+    "ConsentPurpose",
     "Council",
     "CsvImport",
+    "DevelopmentTalk",
+    "Disposition",
+    "DocumentationEntry",
+    "DocumentationEntryArea",
+    "DocumentationPhoto",
+    "DocumentationRevision",
+    "DocumentationTemplate",
+    "EducationalArea",
+    "EntryKind",
+    "EntryStatus",
     "Group",
     "GroupAssignment",
     "GuardianLink",
@@ -34,5 +65,6 @@ __all__ = [
     "Relation",
     "Role",
     "ServerSession",
+    "TemplateFieldType",
     "User",
 ]

@@ -7,6 +7,7 @@ that is added without a decision here, or a view without a guard, fails the test
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +16,16 @@ from typing import Any
 import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from kita.access import load_actor
+from kita.blobs import BlobStore
 from kita.models.accounts import Membership, Role, User
+from kita.models.documentation import ConsentPurpose
 from kita.models.imports import CsvImport
 from kita.models.organisation import Child, Group, GuardianLink, Kita, Provider
-from kita.services import invitations
+from kita.services import consent, documentation, invitations, photos
 from tests.conftest import csrf_token, login_as
 from tests.factories import make_child, make_group, make_kita, make_provider, make_user
 
@@ -71,6 +75,15 @@ EXPECTED: dict[str, str] = {
     "imports.example": "manage",
     "imports.preview": "manage",
     "imports.commit": "manage",
+    "api.session_info": "user",
+    # Development documentation: "doc_staff" = educators of the child's group and leaders of
+    # its Kita; "doc_family" = those plus the child's parents (they see the shared entries).
+    "api.get_observation": "doc_staff",
+    "api.share_observation": "doc_staff",
+    "api.upload_photo": "doc_staff",
+    "api.put_observation": "doc_staff",
+    "api.get_photo": "doc_staff",
+    "api.timeline": "doc_family",
 }
 
 ACTORS = (
@@ -99,6 +112,8 @@ class KitaObjects:
     staff: User
     invitation_id: uuid.UUID
     import_id: uuid.UUID
+    entry_id: uuid.UUID
+    photo_id: uuid.UUID
 
     def url_values(self) -> dict[str, Any]:
         return {
@@ -110,6 +125,8 @@ class KitaObjects:
             "user_id": self.staff.id,
             "invitation_id": self.invitation_id,
             "import_id": self.import_id,
+            "entry_id": self.entry_id,
+            "photo_id": self.photo_id,
             "token": "not-a-real-token-" + "x" * 10,
             "filename": "app.css",
         }
@@ -122,7 +139,7 @@ class World:
     actors: dict[str, User | None] = field(default_factory=dict)
 
 
-def _kita_objects(db: Session, provider: Provider) -> KitaObjects:
+def _kita_objects(db: Session, app: Flask, provider: Provider) -> KitaObjects:
     kita = make_kita(db, provider)
     group = make_group(db, kita)
     child = make_child(db, group)
@@ -145,17 +162,49 @@ def _kita_objects(db: Session, provider: Provider) -> KitaObjects:
     )
     db.add(upload)
     db.commit()
+    keys = app.extensions["kita"].keys
+    for purpose in (ConsentPurpose.DOCUMENTATION, ConsentPurpose.PHOTOS_IN_DOCUMENTATION):
+        consent.give_consent(db, actor=load_actor(db, guardian), child=child, purpose=purpose)
+    entry = documentation.save_entry(
+        db,
+        actor=load_actor(db, staff),
+        keys=keys,
+        entry_id=uuid.uuid4(),
+        data=documentation.EntryInput(child.id, "observation", "final", "T", "Text"),
+    ).entry
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    photo, _ = photos.add_photo(
+        db,
+        actor=load_actor(db, staff),
+        keys=keys,
+        blobs=BlobStore(app.extensions["kita"].config.blob_dir),
+        entry_id=entry.id,
+        photo_id=uuid.uuid4(),
+        data=png.getvalue(),
+    )
+    db.commit()
     link = next(link for link in child.guardian_links if link.user_id == guardian.id)
     membership = next(m for m in staff.memberships if m.kita_id == kita.id)
     return KitaObjects(
-        provider, kita, group, child, link, membership, staff, issued.invitation.id, upload.id
+        provider,
+        kita,
+        group,
+        child,
+        link,
+        membership,
+        staff,
+        issued.invitation.id,
+        upload.id,
+        entry.id,
+        photo.id,
     )
 
 
 @pytest.fixture
-def world(db: Session) -> World:
-    own = _kita_objects(db, make_provider(db))
-    foreign = _kita_objects(db, make_provider(db))
+def world(db: Session, app: Flask) -> World:
+    own = _kita_objects(db, app, make_provider(db))
+    foreign = _kita_objects(db, app, make_provider(db))
     kita, group, child = own.kita, own.group, own.child
     sibling_kita = make_kita(db, own.provider)
     other_child = make_child(db, make_group(db, sibling_kita))
@@ -191,6 +240,9 @@ def _allowed(decision: str, actor: str, target: str) -> bool:
         return actor in {"admin", "admin_other_provider"}
     if decision == "provider_settings":
         return (actor, target) in {("admin", "own"), ("admin_other_provider", "foreign")}
+    if decision in {"doc_staff", "doc_family"}:
+        readers = {"educator", "leader"} | ({"parent"} if decision == "doc_family" else set())
+        return target == "own" and actor in readers
     if decision == "manage":
         return (target == "own" and manages_own) or (
             target == "foreign" and actor == "admin_other_provider"
@@ -235,7 +287,8 @@ def _check(
         if status == 404 or to_login:
             return f"{status} {location} but expected access"
     elif anonymous:
-        if not to_login:
+        # The JSON API answers 401 instead of redirecting to the login page.
+        if not (to_login or (path.startswith("/api/") and status == 401)):
             return f"{status} but expected a redirect to the login"
     elif status != 404:
         return f"{status} but expected 404"

@@ -60,13 +60,13 @@ def build_overview(db: Session, actor: Actor) -> Overview:
         ]
     groups: list[GroupSummary] = []
     if actor.group_ids:
-        rows = db.execute(
+        group_rows = db.execute(
             select(Group.id, Group.name, Kita.name)
             .join(Kita, Kita.id == Group.kita_id)
             .where(Group.id.in_(actor.group_ids))
             .order_by(Group.name)
         )
-        groups = [GroupSummary(str(group_id), name, kita) for group_id, name, kita in rows]
+        groups = [GroupSummary(str(group_id), name, kita) for group_id, name, kita in group_rows]
     managed: list[KitaSummary] = []
     if actor.may_administer:
         query = managed_kitas(actor).with_only_columns(Kita.id, Kita.name)

@@ -57,7 +57,6 @@ def update() -> None:
             _pybabel(
                 "update",
                 "--no-fuzzy-matching",
-                "--omit-header",
                 "-i",
                 str(TEMPLATE),
                 "-d",
@@ -70,7 +69,15 @@ def update() -> None:
 
 
 def compile_all() -> None:
+    """Compile every catalog; fail when one was skipped (babel skips catalogs it thinks fuzzy)."""
     _pybabel("compile", "-d", str(TRANSLATIONS))
+    missing = [
+        locale
+        for locale in SUPPORTED_LOCALES
+        if not (TRANSLATIONS / locale / "LC_MESSAGES" / "messages.mo").exists()
+    ]
+    if missing:
+        raise RuntimeError(f"catalogs not compiled: {', '.join(missing)}")
 
 
 def _read(path: Path, locale: str | None = None) -> Catalog:
@@ -110,6 +117,9 @@ def check(translations: Path = TRANSLATIONS) -> CheckReport:
             report.problems.append(f"{locale}: catalog missing")
             continue
         catalog = _read(po, locale)
+        if catalog.fuzzy:
+            # A missing header makes babel treat the whole catalog as fuzzy: never compiled.
+            report.problems.append(f"{locale}: catalog header missing or fuzzy")
         have = {str(m.id if isinstance(m.id, str) else m.id[0]): m for m in catalog if m.id}
         for msgid in sorted(current):
             message = have.get(msgid)

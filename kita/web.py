@@ -166,6 +166,8 @@ def _safe_next(target: str | None) -> str | None:
     target = target.rstrip("?")
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return None
     return target
 
 

@@ -94,6 +94,15 @@ def config(database_url: str, tmp_path: Path) -> KitaConfig:
     )
 
 
+class EnglishClient(FlaskClient):
+    """Test clients read English unless a test asks for another language: assertions name the
+    English source strings, while the app's own default stays German."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+
+
 def close_app(application: Flask) -> None:
     state = application.extensions["kita"]
     state.database.dispose()
@@ -103,6 +112,7 @@ def close_app(application: Flask) -> None:
 @pytest.fixture
 def app(config: KitaConfig) -> Iterator[Flask]:
     application = create_app(config)
+    application.test_client_class = EnglishClient
     yield application
     close_app(application)
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from kita import create_app
 from kita.config import KitaConfig
 from kita.models.accounts import PasswordReset, User
-from tests.conftest import close_app, post_form
+from tests.conftest import EnglishClient, close_app, post_form
 from tests.factories import PASSWORD, make_user
 
 LINK = re.compile(r"https://kita\.test(/password/reset/[\w-]+)")
@@ -54,6 +54,7 @@ def inbox() -> Iterator[tuple[_Inbox, int]]:
 @pytest.fixture
 def mail_app(config: KitaConfig, inbox: tuple[_Inbox, int]) -> Iterator[Flask]:
     application = create_app(config.with_overrides(smtp_host="127.0.0.1", smtp_port=inbox[1]))
+    application.test_client_class = EnglishClient
     yield application
     close_app(application)
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from bench.results import Figure
 
 #: Modules whose import registers benchmarks, in the order they run.
-BENCH_MODULES: tuple[str, ...] = ("bench.http_home", "bench.pdf_portfolio")
+BENCH_MODULES: tuple[str, ...] = ("bench.http_home", "bench.pdf_portfolio", "bench.pwa_weight")
 
 T = TypeVar("T")
 

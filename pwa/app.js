@@ -17,6 +17,23 @@ document.addEventListener("submit", (event) => {
   }
 });
 
+// Logout: the worker drops its caches and this page its storage, even where the server's
+// Clear-Site-Data header is not honoured. Runs after the confirm handler, so only when the
+// form is really sent.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !("logout" in form.dataset) || event.defaultPrevented) {
+    return;
+  }
+  navigator.serviceWorker?.controller?.postMessage("logout");
+  try {
+    localStorage.clear();
+    sessionStorage.clear();
+  } catch {
+    // Storage may be disabled; then there is nothing to clear.
+  }
+});
+
 // The language switch submits on change; the button stays for keyboard and no-JS users.
 const languageSelect = document.getElementById("language-select");
 if (languageSelect) {

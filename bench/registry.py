@@ -15,7 +15,12 @@ from typing import Any, TypeVar, cast
 from bench.results import Figure
 
 #: Modules whose import registers benchmarks, in the order they run.
-BENCH_MODULES: tuple[str, ...] = ("bench.http_home", "bench.pdf_portfolio", "bench.pwa_weight")
+BENCH_MODULES: tuple[str, ...] = (
+    "bench.http_home",
+    "bench.pdf_portfolio",
+    "bench.pwa_weight",
+    "bench.push_fanout",
+)
 
 T = TypeVar("T")
 

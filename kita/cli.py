@@ -1,4 +1,4 @@
-"""The ``kita`` command: init, db, demo, serve, audit, sessions, create-admin."""
+"""The ``kita`` command: init, db, demo, serve, audit, sessions, create-admin, keys, retention."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def init() -> None:
     created = ensure_master_key(config.keys_dir, config.master_key)
     if created is not None:
         click.echo(f"Created master key version {created.version} in {config.keys_dir}")
+    from kita.push.vapid import ensure_vapid_key, vapid_key_path
+
+    vapid_path = vapid_key_path(config.instance_path)
+    if ensure_vapid_key(vapid_path)[1]:
+        click.echo(f"Created the VAPID key for Web Push in {vapid_path}")
+    if config.database_url.startswith("sqlite:///"):
+        # The database holds personal data: readable by the service account only (SQLite gives
+        # its -wal and -shm files the same mode).
+        Path(config.database_url.removeprefix("sqlite:///")).chmod(0o600)
 
 
 @main.group()
@@ -319,6 +328,60 @@ def keys_retire(version: int) -> None:
         except RetireRefusedError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"Master key v{version} destroyed.")
+
+
+@main.group()
+def retention() -> None:
+    """Deleting the documentation of children who have left (KiBiz: hand over, then delete)."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Only count what is due; delete nothing.")
+def retention_run(dry_run: bool) -> None:
+    """Shred the data of children who left: after the recorded hand-over, or at the latest
+    KITA_RETENTION_DAYS_AFTER_LEAVE days after the leaving date (the worker runs this daily)."""
+    from datetime import UTC, datetime
+
+    from kita.blobs import BlobStore
+    from kita.db import Database
+    from kita.services.lifecycle import run_retention
+
+    config = _config()
+    database = Database(config.database_url)
+    try:
+        with _key_service(config) as keys:
+            report = run_retention(
+                database,
+                keys=keys,
+                blobs=BlobStore(config.blob_dir),
+                now=datetime.now(UTC),
+                days_after_leave=config.retention_days_after_leave,
+                dry_run=dry_run,
+            )
+    finally:
+        database.dispose()
+    click.echo(
+        f"Due on {report.today.isoformat()}: {report.due} children "
+        f"({report.handed_over} handed over, {report.deadline} past the "
+        f"{config.retention_days_after_leave}-day deadline) with {report.entries} "
+        f"documentation entries and {report.photos} photos."
+    )
+    if dry_run:
+        click.echo("Dry run: nothing was deleted.")
+        return
+    click.echo(
+        f"Shredded {len(report.shredded)} children: {report.keys_deleted} data keys, "
+        f"{report.rows_deleted} database rows and {report.blobs_deleted} photo files deleted."
+    )
+    if not report.purged:
+        click.echo("WARNING: the database WAL was in use and not truncated; run again.", err=True)
+    if report.failed:
+        click.echo(
+            f"ERROR: {len(report.failed)} children could not be shredded (see the log); "
+            "run again to finish.",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @main.command()

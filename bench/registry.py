@@ -20,6 +20,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bench.pdf_portfolio",
     "bench.pwa_weight",
     "bench.push_fanout",
+    "bench.crypto_timeline",
 )
 
 T = TypeVar("T")

@@ -38,7 +38,12 @@ from sqlalchemy.orm import Session
 
 from kita.errors import NotFoundError
 from kita.models.accounts import STAFF_ROLES, GroupAssignment, Invitation, Membership, Role, User
-from kita.models.documentation import BreakGlassGrant, DocumentationEntry, DocumentationPhoto
+from kita.models.documentation import (
+    BreakGlassGrant,
+    DocumentationEntry,
+    DocumentationPhoto,
+    DocumentationTemplate,
+)
 from kita.models.imports import CsvImport
 from kita.models.organisation import Child, Group, GuardianLink, Kita
 
@@ -423,6 +428,63 @@ def get_documentation_photo(
     return photo, entry, scope
 
 
+def may_document_group(actor: Actor, group: Group) -> bool:
+    """Educators assigned to the group and leaders of its Kita: the people who write the
+    documentation of its children (provider admins do not)."""
+    if actor.has_role(group.kita_id, Role.LEADER):
+        return True
+    return group.id in actor.group_ids and actor.has_role(group.kita_id, Role.EDUCATOR)
+
+
+def get_documentation_group(db: Session, actor: Actor, group_id: uuid.UUID) -> Group:
+    """Load a group whose children's documentation the actor writes; else 404."""
+    group = db.get(Group, group_id)
+    if group is None or not may_document_group(actor, group):
+        raise NotFoundError()
+    return group
+
+
+def get_guardian_child(db: Session, actor: Actor, child_id: uuid.UUID) -> Child:
+    """Load a child the actor is a guardian of (with or without custody); else 404."""
+    child = db.get(Child, child_id) if child_id in actor.child_ids else None
+    if child is None:
+        raise NotFoundError()
+    return child
+
+
+def get_consent_records_child(db: Session, actor: Actor, child_id: uuid.UUID) -> Child:
+    """Load a child of a Kita the actor leads, for filing consents handed in on paper; else
+    404 (provider admins and educators included: only leaders file them)."""
+    child = db.get(Child, child_id)
+    if child is None or not actor.has_role(child.kita_id, Role.LEADER):
+        raise NotFoundError()
+    return child
+
+
+def get_break_glass_child(db: Session, actor: Actor, child_id: uuid.UUID) -> Child:
+    """Load a child of the actor's provider, for a provider admin's break-glass request;
+    else 404."""
+    child = db.get(Child, child_id)
+    if (
+        child is None
+        or actor.admin_provider_id is None
+        or actor.admin_provider_id != child.kita.provider_id
+    ):
+        raise NotFoundError()
+    return child
+
+
+def get_documentation_template(
+    db: Session, actor: Actor, template_id: uuid.UUID
+) -> DocumentationTemplate:
+    """Load a documentation template of a Kita the actor manages; else 404."""
+    template = db.get(DocumentationTemplate, template_id)
+    kita = db.get(Kita, template.kita_id) if template is not None else None
+    if template is None or kita is None or not may_manage_kita(actor, kita):
+        raise NotFoundError()
+    return template
+
+
 # --- scoped queries --------------------------------------------------------------------------
 
 
@@ -457,3 +519,28 @@ def visible_children(actor: Actor) -> Select[Child]:
         .where(or_(*conditions) if conditions else false())
         .order_by(Child.last_name, Child.first_name)
     )
+
+
+def documentation_groups(actor: Actor) -> Select[Group]:
+    """Groups whose children's documentation the actor writes (see ``may_document_group``),
+    by Kita and name."""
+    conditions: list[ColumnElement[bool]] = []
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(Group.kita_id.in_(led))
+    teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
+    if actor.group_ids and teaching:
+        conditions.append(Group.id.in_(actor.group_ids) & Group.kita_id.in_(teaching))
+    return (
+        select(Group)
+        .join(Kita, Kita.id == Group.kita_id)
+        .where(or_(*conditions) if conditions else false())
+        .order_by(Kita.name, Group.name, Group.id)
+    )
+
+
+def documentation_authors(child: Child) -> Select[User]:
+    """The people who wrote entries of the child, by name (for the timeline's author filter;
+    the caller has checked that the actor may read the child's documentation)."""
+    authors = select(DocumentationEntry.author_id).where(DocumentationEntry.child_id == child.id)
+    return select(User).where(User.id.in_(authors)).order_by(User.display_name, User.id)

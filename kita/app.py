@@ -85,8 +85,8 @@ def build_app(config: KitaConfig | None = None) -> Flask:
     csrf.init_app(app)
     web.init_app(app)
 
-    from kita.blueprints import admin, api, auth, home, imports, pwa
+    from kita.blueprints import admin, api, auth, documentation, home, imports, pwa, reports
 
-    for module in (auth, home, admin, imports, pwa, api):
+    for module in (auth, home, admin, imports, pwa, api, reports, documentation):
         app.register_blueprint(module.bp)
     return app

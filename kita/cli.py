@@ -78,7 +78,9 @@ def db_downgrade(revision: str) -> None:
 
 @main.command()
 def demo() -> None:
-    """Load the demo city (once) and print one login per role."""
+    """Load the demo city (once) with documentation for every child, and print one login per
+    role."""
+    from kita.blobs import BlobStore
     from kita.db import Database
     from kita.services.accounts import make_password_hasher
     from kita.services.demo import demo_logins, load_demo
@@ -86,8 +88,13 @@ def demo() -> None:
     config = _config()
     database = Database(config.database_url)
     try:
-        with database.transaction() as session:
-            created = load_demo(session, make_password_hasher(config.password_hashing))
+        with _key_service(config) as keys, database.transaction() as session:
+            created = load_demo(
+                session,
+                make_password_hasher(config.password_hashing),
+                keys=keys,
+                blobs=BlobStore(config.blob_dir),
+            )
     finally:
         database.dispose()
     click.echo("Demo city loaded." if created else "Demo city was already there.")

@@ -52,6 +52,12 @@ class KitaConfig:
     password_hashing: str = "default"  # noqa: S105 (a profile name, not a password)
     invitation_days: int = 14
     reset_token_minutes: int = 60
+    # NRW's KiBiz (§ 18, development documentation): the documentation exists only while the
+    # child attends the Kita; when the child leaves it is handed to the parents and then
+    # deleted. This is the deadline after the leaving date by which `kita retention run`
+    # shreds it even if no hand-over was recorded (a recorded hand-over shreds it the day
+    # after the leaving date). 0 means: the day after leaving in any case.
+    retention_days_after_leave: int = 30
     # Login throttling: failures allowed per (account, client) pair and per client in the window.
     throttle_pair_limit: int = 5
     throttle_client_limit: int = 50
@@ -83,6 +89,8 @@ class KitaConfig:
             raise ConfigError("Cheap password hashing is only allowed when testing")
         if self.session_idle_minutes <= 0 or self.session_absolute_hours <= 0:
             raise ConfigError("Session timeouts must be positive")
+        if not 0 <= self.retention_days_after_leave <= 3660:
+            raise ConfigError("KITA_RETENTION_DAYS_AFTER_LEAVE must be between 0 and 3660 days")
 
     @property
     def keys_dir(self) -> Path:
@@ -138,6 +146,7 @@ class KitaConfig:
             password_hashing=env.get("KITA_PASSWORD_HASHING", "default"),
             invitation_days=_int(env, "KITA_INVITATION_DAYS", 14),
             reset_token_minutes=_int(env, "KITA_RESET_TOKEN_MINUTES", 60),
+            retention_days_after_leave=_int(env, "KITA_RETENTION_DAYS_AFTER_LEAVE", 30),
             throttle_pair_limit=_int(env, "KITA_THROTTLE_PAIR_LIMIT", 5),
             throttle_client_limit=_int(env, "KITA_THROTTLE_CLIENT_LIMIT", 50),
             throttle_window_seconds=_int(env, "KITA_THROTTLE_WINDOW_SECONDS", 900),

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+from kita.blobs import BlobStore
 from kita.config import KitaConfig
 from kita.crypto import KeyService
 from kita.db import Database
 from kita.services.imports import erase_expired_imports
+from kita.services.lifecycle import run_retention
 from kita.sessions import purge_expired_sessions
 
 log = logging.getLogger("kita.worker")
@@ -52,11 +54,28 @@ def _erase_imports(ctx: WorkerContext) -> int:
         return erase_expired_imports(db, now=datetime.now(UTC))
 
 
+def _shred_due_children(ctx: WorkerContext) -> int:
+    # Each child is its own transaction inside run_retention (erasure is committed step by
+    # step), so this job is not wrapped in one.
+    report = run_retention(
+        ctx.database,
+        keys=ctx.keys,
+        blobs=BlobStore(ctx.config.blob_dir),
+        now=datetime.now(UTC),
+        days_after_leave=ctx.config.retention_days_after_leave,
+    )
+    if report.failed:
+        # The worker logs this and retries in a minute; the shredded ones stay shredded.
+        raise RuntimeError(f"{len(report.failed)} of {report.due} children were not shredded")
+    return len(report.shredded)
+
+
 def default_jobs() -> list[Job]:
     """The periodic jobs; capabilities add theirs here."""
     return [
         Job("sessions.purge", timedelta(minutes=15), _purge_sessions),
         Job("imports.erase_expired", timedelta(hours=1), _erase_imports),
+        Job("retention.shred", timedelta(days=1), _shred_due_children),
     ]
 
 

@@ -1,20 +1,34 @@
 """The demo city: one provider, three Kitas, nine groups, about 150 children and their families,
-staff of every role and a parent council per Kita. Loading it twice changes nothing."""
+staff of every role and a parent council per Kita. Loading it twice changes nothing.
+
+With a key service, every child also gets development documentation through the real services
+(so everything is encrypted, audited and consent-bound as in use): the family's consents to
+documentation and photos, given by a guardian in the app, and two or three entries by the
+group's educator: final ones shared with the family (one with a child's drawing as its photo),
+and a draft or an internal note.
+"""
 
 from __future__ import annotations
 
+import io
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from argon2 import PasswordHasher
+from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kita import audit
+from kita.access import load_actor
+from kita.blobs import BlobStore
+from kita.crypto import KeyService
 from kita.models.accounts import GroupAssignment, Membership, Role, User
+from kita.models.documentation import ConsentMethod, ConsentPurpose
 from kita.models.organisation import Child, Council, Group, GuardianLink, Kita, Provider, Relation
+from kita.services import consent, documentation, photos
 
 DEMO_PROVIDER = "Demo-Träger Musterstadt"
 DEMO_PASSWORD = "kita-demo-2026"  # noqa: S105 (public demo data)
@@ -89,6 +103,66 @@ LAST_NAMES = (
 )
 CHILDREN_PER_GROUP = 17
 
+# (title, text, areas, dispositions): everyday observations an educator writes.
+OBSERVATIONS = (
+    (
+        "Turm aus Bausteinen",
+        "Hat heute einen Turm aus zwölf Bausteinen gebaut und dabei laut gezählt. Als er "
+        "umfiel, hat sie es gleich noch einmal versucht, diesmal mit den großen Steinen unten.",
+        ("mathematics", "science_technology"),
+        ("engaged", "persisting"),
+    ),
+    (
+        "Im Morgenkreis erzählt",
+        "Hat im Morgenkreis vom Besuch bei den Großeltern erzählt und dabei neue Wörter "
+        "ausprobiert. Die anderen Kinder haben Fragen gestellt, die geduldig beantwortet wurden.",
+        ("language_communication", "social_intercultural"),
+        ("communicating",),
+    ),
+    (
+        "Balancieren im Garten",
+        "Ist heute zum ersten Mal ohne Hilfe über den ganzen Balken balanciert und hat sich "
+        "danach sehr gefreut.",
+        ("movement",),
+        ("persisting",),
+    ),
+    (
+        "Schnecken beobachtet",
+        "Hat nach dem Regen lange die Schnecken im Beet beobachtet und gefragt, wo sie wohnen. "
+        "Gemeinsam haben wir ein Buch über Schnecken angesehen.",
+        ("ecology", "science_technology"),
+        ("interested",),
+    ),
+    (
+        "Lied mit Rasseln",
+        "Hat beim neuen Lied mit der Rassel den Takt gehalten und ein eigenes Strophenende "
+        "erfunden.",
+        ("arts_aesthetics",),
+        ("engaged", "communicating"),
+    ),
+    (
+        "Tisch gedeckt",
+        "Hat beim Mittagessen für die ganze Gruppe den Tisch gedeckt und darauf geachtet, dass "
+        "jedes Kind einen Becher hat.",
+        ("body_health_nutrition", "social_intercultural"),
+        ("taking_responsibility",),
+    ),
+    (
+        "Bilderbuch erklärt",
+        "Hat einem jüngeren Kind ein Bilderbuch gezeigt und die Bilder Seite für Seite erklärt.",
+        ("media", "language_communication"),
+        ("communicating", "taking_responsibility"),
+    ),
+    (
+        "Frage nach dem Fest",
+        "Hat beim Gespräch über das Zuckerfest und Weihnachten gefragt, warum Menschen "
+        "verschiedene Feste feiern, und von der eigenen Familie erzählt.",
+        ("religion_ethics", "social_intercultural"),
+        ("interested", "communicating"),
+    ),
+)
+DRAWING_COLOURS = ("orange", "gold", "tomato", "skyblue", "yellowgreen", "orchid")
+
 
 @dataclass(frozen=True)
 class DemoLogin:
@@ -120,8 +194,88 @@ def demo_logins() -> list[DemoLogin]:
     ]
 
 
-def load_demo(db: Session, hasher: PasswordHasher, *, seed: int = 2026) -> bool:
-    """Create the demo city unless it exists. Returns True when it was created now."""
+def drawing(rng: random.Random) -> bytes:
+    """A child's drawing as PNG: a house under the sun, a tree, a few flowers."""
+    image = Image.new("RGB", (480, 360), "white")
+    pen = ImageDraw.Draw(image)
+    pen.ellipse((360, 20, 450, 110), fill=rng.choice(DRAWING_COLOURS))
+    pen.rectangle((80, 180, 250, 330), outline="black", width=5, fill=rng.choice(DRAWING_COLOURS))
+    pen.polygon([(60, 180), (165, 90), (270, 180)], fill="firebrick")
+    pen.rectangle((150, 260, 185, 330), fill="saddlebrown")
+    pen.rectangle((330, 230, 350, 330), fill="saddlebrown")
+    pen.ellipse((290, 150, 390, 250), fill="forestgreen")
+    for _ in range(5):
+        x = rng.randrange(20, 460)
+        pen.line((x, 340, x, 310), fill="green", width=3)
+        pen.ellipse((x - 8, 298, x + 8, 314), fill=rng.choice(DRAWING_COLOURS))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _document_child(
+    db: Session,
+    *,
+    keys: KeyService,
+    blobs: BlobStore,
+    rng: random.Random,
+    child: Child,
+    educator: User,
+    guardian: User,
+    today: date,
+) -> None:
+    """Consents by the guardian and 2-3 entries by the educator, through the real services."""
+    family = load_actor(db, guardian)
+    for purpose in (ConsentPurpose.DOCUMENTATION, ConsentPurpose.PHOTOS_IN_DOCUMENTATION):
+        consent.give_consent(
+            db, actor=family, child=child, purpose=purpose, method=ConsentMethod.APP
+        )
+    staff = load_actor(db, educator)
+    chosen = rng.sample(OBSERVATIONS, rng.choice((2, 3)))
+    for number, (title, text, areas, dispositions) in enumerate(chosen):
+        # The first two are final and shared; a third one is a draft.
+        final = number < 2
+        entry = documentation.save_entry(
+            db,
+            actor=staff,
+            keys=keys,
+            entry_id=uuid.uuid4(),
+            data=documentation.EntryInput(
+                child_id=child.id,
+                kind="learning_story" if number == 1 else "observation",
+                status="final" if final else "draft",
+                title=title,
+                text=f"{child.first_name} {text[0].lower()}{text[1:]}",
+                areas=list(areas),
+                dispositions=list(dispositions),
+                observed_on=today - timedelta(days=rng.randint(3, 200)),
+            ),
+        ).entry
+        if number == 0:
+            photos.add_photo(
+                db,
+                actor=staff,
+                keys=keys,
+                blobs=blobs,
+                entry_id=entry.id,
+                photo_id=uuid.uuid4(),
+                data=drawing(rng),
+            )
+        if final:
+            documentation.share_entry(db, actor=staff, entry_id=entry.id, shared=True)
+
+
+def load_demo(
+    db: Session,
+    hasher: PasswordHasher,
+    *,
+    seed: int = 2026,
+    keys: KeyService | None = None,
+    blobs: BlobStore | None = None,
+) -> bool:
+    """Create the demo city unless it exists (then nothing is added). Returns True when it
+    was created now. With ``keys`` and ``blobs`` every child gets consents and documentation
+    (encrypted with its own data key, photos in the blob store)."""
     if db.scalars(select(Provider.id).where(Provider.name == DEMO_PROVIDER)).first() is not None:
         return False
     rng = random.Random(seed)  # noqa: S311 (repeatable demo data, not security)
@@ -149,6 +303,7 @@ def load_demo(db: Session, hasher: PasswordHasher, *, seed: int = 2026) -> bool:
     caretaker = user(f"hausmeister@{DEMO_DOMAIN}", "Karl Hausmeister")
     parent_no = 0
     today = date.today()
+    documented: list[tuple[Child, User, User]] = []
     for kita_no, (kita_name, address, group_names) in enumerate(KITAS, start=1):
         kita = Kita(id=uuid.uuid4(), provider_id=provider.id, name=kita_name, address=address)
         db.add(kita)
@@ -192,6 +347,7 @@ def load_demo(db: Session, hasher: PasswordHasher, *, seed: int = 2026) -> bool:
                         relation=rng.choice([Relation.MOTHER, Relation.FATHER]),
                     )
                 )
+                documented.append((child, educator, parent))
                 if rng.random() < 0.4:
                     parent_no += 1
                     second = user(f"eltern{parent_no}@{DEMO_DOMAIN}", f"Familie {last}", locale)
@@ -211,5 +367,19 @@ def load_demo(db: Session, hasher: PasswordHasher, *, seed: int = 2026) -> bool:
                         beirat = user(f"beirat1@{DEMO_DOMAIN}", "Beirat Sonnenschein")
                         db.add(Membership(user_id=beirat.id, kita_id=kita.id, role=Role.COUNCIL))
     db.flush()
+    if keys is not None and blobs is not None:
+        # Its own random stream, so the city itself stays the same with or without documentation.
+        doc_rng = random.Random(seed + 1)  # noqa: S311 (demo data)
+        for child, educator, guardian in documented:
+            _document_child(
+                db,
+                keys=keys,
+                blobs=blobs,
+                rng=doc_rng,
+                child=child,
+                educator=educator,
+                guardian=guardian,
+                today=today,
+            )
     audit.record(db, action="demo.loaded", object_type="provider", object_id=provider.id)
     return True

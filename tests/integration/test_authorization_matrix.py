@@ -84,6 +84,36 @@ EXPECTED: dict[str, str] = {
     "api.put_observation": "doc_staff",
     "api.get_photo": "doc_staff",
     "api.timeline": "doc_family",
+    # Reports: the portfolio for the child's staff and parents (provider admins only with
+    # break-glass, which the matrix does not grant), the hand-over for the child's staff, and
+    # every person's own data export.
+    "reports.portfolio_pdf": "doc_family",
+    "reports.handover": "doc_staff",
+    "reports.family_export": "user",
+    "reports.family_export_json": "user",
+    "reports.family_export_pdf": "user",
+    # The documentation screens; "doc_leader" = leaders of the child's Kita (paper consents),
+    # "doc_guardian" = the child's parents (the family's page). The matrix's entry is not
+    # shared, so parents get 404 for it like any outsider.
+    "documentation.index": "user",
+    "documentation.group": "doc_staff",
+    "documentation.timeline": "doc_staff",
+    "documentation.entry_new": "doc_staff",
+    "documentation.entry_edit": "doc_staff",
+    "documentation.entry": "doc_staff",
+    "documentation.entry_history": "doc_staff",
+    "documentation.entry_share": "doc_staff",
+    "documentation.photo_upload": "doc_staff",
+    "documentation.photo": "doc_staff",
+    "documentation.talks": "doc_staff",
+    "documentation.consents": "doc_leader",
+    "documentation.family": "doc_guardian",
+    "documentation.family_consent": "doc_guardian",
+    "documentation.family_views": "doc_guardian",
+    "documentation.break_glass": "provider_settings",
+    "documentation.templates": "manage",
+    "documentation.template_new": "manage",
+    "documentation.template_archive": "manage",
 }
 
 ACTORS = (
@@ -243,6 +273,12 @@ def _allowed(decision: str, actor: str, target: str) -> bool:
     if decision in {"doc_staff", "doc_family"}:
         readers = {"educator", "leader"} | ({"parent"} if decision == "doc_family" else set())
         return target == "own" and actor in readers
+    # Only the leaders of the child's Kita (consents filed on paper).
+    if decision == "doc_leader":
+        return target == "own" and actor == "leader"
+    # Only the child's own parents (the family's page of the child).
+    if decision == "doc_guardian":
+        return target == "own" and actor == "parent"
     if decision == "manage":
         return (target == "own" and manages_own) or (
             target == "foreign" and actor == "admin_other_provider"

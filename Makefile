@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# Browser tests run in their own pytest process: Playwright's sync API keeps an event loop
+# running in the worker, which the asyncio-based push tests cannot share.
+PYTEST := $(PY) -m pytest -n 2 -p no:cacheprovider
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install run serve test test-sqlite test-postgres lint format translations \
@@ -82,7 +85,8 @@ translations-check: $(STAMP)
 test: install lint translations-check test-sqlite test-postgres
 
 test-sqlite: install node-deps
-	$(PY) -m pytest -n 2 -p no:cacheprovider
+	$(PYTEST) -m "not browser"
+	$(PYTEST) -m browser tests/browser
 
 # Runs when KITA_TEST_DATABASE_URL is set or a PostgreSQL server answers on 127.0.0.1:5432.
 test-postgres: install node-deps
@@ -90,7 +94,8 @@ test-postgres: install node-deps
 	if [ -z "$$url" ] && $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then url="$(PG_URL)"; fi; \
 	if [ -z "$$url" ]; then echo "PostgreSQL not reachable: skipping the PostgreSQL run"; exit 0; fi; \
 	echo "== PostgreSQL run against $$url"; \
-	KITA_TEST_DATABASE_URL="$$url" $(PY) -m pytest -n 2 -p no:cacheprovider
+	KITA_TEST_DATABASE_URL="$$url" $(PYTEST) -m "not browser" && \
+	KITA_TEST_DATABASE_URL="$$url" $(PYTEST) -m browser tests/browser
 
 bench: install node-deps
 	$(PY) -m bench

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
+from babel.support import Translations
 from flask import Flask
 from flask_babel import Babel
 from flask_babel import lazy_gettext as _l
@@ -293,8 +294,15 @@ def test_german_family_gets_no_translation_blocks() -> None:
 
 def test_empty_portfolio_says_so() -> None:
     html = render_portfolio_html(portfolio([], locale="tr"))
+    message = "No entries have been shared with the family yet."
+    catalogs = str(Path(__file__).resolve().parents[2] / "translations")
+    german = Translations.load(catalogs, ["de"]).gettext(message)
+    turkish = Translations.load(catalogs, ["tr"]).gettext(message)
 
-    assert "No entries have been shared with the family yet." in html
+    # German first (the Kita's language), then the family's language.
+    assert german != message
+    assert german in html
+    assert turkish in html
     assert 'class="area"' not in html
 
 

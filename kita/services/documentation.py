@@ -39,7 +39,7 @@ from kita.access import (
     is_custodial_guardian,
     may_manage_kita,
 )
-from kita.crypto import Context, KeyKind, KeyService, decrypt, encrypt
+from kita.crypto import Context, DataKey, KeyKind, KeyService, decrypt, encrypt
 from kita.errors import KitaError, NotFoundError, ValidationError
 from kita.models.accounts import Membership, Role, User
 from kita.models.audit import AuditEvent
@@ -183,10 +183,13 @@ def decrypt_for_child(
     row_id: uuid.UUID,
     ciphertext: bytes,
     key_version: int,
+    key: DataKey | None = None,
 ) -> bytes:
     """Counterpart of :func:`encrypt_for_child`. Raises ``KeyNotFoundError`` when the child's
-    key is gone (shredded) and ``DecryptionError`` when the ciphertext does not belong here."""
-    key = keys.data_key(child_id, KeyKind.GENERAL, create=False)
+    key is gone (shredded) and ``DecryptionError`` when the ciphertext does not belong here.
+    ``key``: the child's data key when the caller already holds it (lists of one child)."""
+    if key is None:
+        key = keys.data_key(child_id, KeyKind.GENERAL, create=False)
     context = Context(
         purpose=CRYPTO_PURPOSE,
         table=table,
@@ -224,6 +227,7 @@ def _decrypt_json(
     row_id: uuid.UUID,
     ciphertext: bytes,
     key_version: int,
+    key: DataKey | None = None,
 ) -> Any:
     return json.loads(
         decrypt_for_child(
@@ -235,6 +239,7 @@ def _decrypt_json(
             row_id=row_id,
             ciphertext=ciphertext,
             key_version=key_version,
+            key=key,
         )
     )
 
@@ -803,9 +808,12 @@ def _validate_entry(
     )
 
 
-def _stored_content(keys: KeyService, entry: DocumentationEntry) -> _Content:
+def _stored_content(
+    keys: KeyService, entry: DocumentationEntry, key: DataKey | None = None
+) -> _Content:
     secret = _decrypt_json(
         keys,
+        key=key,
         child_id=entry.child_id,
         kita_id=entry.kita_id,
         table="documentation_entries",
@@ -1030,8 +1038,14 @@ def _views(db: Session, keys: KeyService, entries: Sequence[DocumentationEntry])
     names = _names(db, {e.author_id for e in entries})
     photos = _photo_ids(db, [e.id for e in entries])
     views = []
+    # One key lookup per child, not per entry: a timeline is one child's.
+    child_keys: dict[uuid.UUID, DataKey] = {}
     for entry in entries:
-        content = _stored_content(keys, entry)
+        if entry.child_id not in child_keys:
+            child_keys[entry.child_id] = keys.data_key(
+                entry.child_id, KeyKind.GENERAL, create=False
+            )
+        content = _stored_content(keys, entry, child_keys[entry.child_id])
         views.append(
             EntryView(
                 id=entry.id,

@@ -1,15 +1,17 @@
-"""Outgoing e-mail over SMTP (``KITA_SMTP_*``). Without SMTP, development mode logs the message
-body (which holds a link, never a password) and not the recipient's address."""
+"""Outgoing e-mail over SMTP (``KITA_SMTP_*``). Without SMTP, development mode logs only the
+links in the message (a reset or invitation link), never its text or the recipient's address."""
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 from email.message import EmailMessage
 
 from kita.config import KitaConfig
 
 log = logging.getLogger("kita.mail")
+LINK = re.compile(r"https?://\S+")
 
 
 class MailError(Exception):
@@ -19,7 +21,9 @@ class MailError(Exception):
 def send_mail(config: KitaConfig, *, to: str, subject: str, body: str) -> None:
     """Send a plain-text message, or log it when no SMTP server is configured."""
     if not config.smtp_configured:
-        log.warning("SMTP is not configured; message not sent. Subject: %s\n%s", subject, body)
+        # Only the links (a reset or invitation token), never the body: it greets the person.
+        links = " ".join(LINK.findall(body)) or "(none)"
+        log.warning("SMTP is not configured; message not sent. Links in it: %s", links)
         return
     message = EmailMessage()
     message["From"] = config.smtp_from

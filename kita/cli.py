@@ -120,6 +120,8 @@ def serve(bind: str, workers: int) -> None:
         bind,
         "--access-logfile",
         "-",
+        "--logger-class",
+        "kita.access_log.MaskingLogger",
         "--access-logformat",
         "%(m)s %(U)s %(s)s %(L)ss",
         "kita:create_app()",

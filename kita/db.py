@@ -65,12 +65,16 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the pragmas and transaction handling kita relies on."""
+    """Create an engine with the pragmas and transaction handling kita relies on.
+
+    ``hide_parameters``: database errors never repeat the bound values (names, e-mail
+    addresses) into exception messages and so into logs.
+    """
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def _configure_sqlite(engine: Engine) -> None:

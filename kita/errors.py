@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 
 from flask_babel import lazy_gettext as _l
@@ -78,3 +79,14 @@ class TokenError(KitaError):
 
     status = 410
     default_message = _l("This link is no longer valid. Please request a new one.")
+
+
+def describe_exception(error: BaseException) -> str:
+    """Type and stack of an exception without its message: messages can carry content (a
+    name in a failed INSERT, text in a ValueError), and logs must not."""
+    frames = traceback.extract_tb(error.__traceback__)
+    stack = " < ".join(
+        f"{frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+        for frame in reversed(frames[-8:])
+    )
+    return f"{type(error).__module__}.{type(error).__name__} at {stack or '?'}"

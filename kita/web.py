@@ -32,7 +32,7 @@ from kita.access import Actor, load_actor
 from kita.config import RTL_LOCALES, SUPPORTED_LOCALES, KitaConfig
 from kita.crypto import KeyService
 from kita.db import Database
-from kita.errors import KitaError
+from kita.errors import KitaError, describe_exception
 from kita.models.accounts import User
 from kita.models.organisation import Kita
 from kita.services.throttle import ThrottlePolicy
@@ -253,7 +253,7 @@ def _handle_csrf_error(error: CSRFError) -> Any:
 
 def _handle_unexpected(error: Exception) -> Any:
     # Logged without request data: the traceback names code, not content.
-    current_app.logger.error("unhandled %s", type(error).__name__, exc_info=error)
+    current_app.logger.error("unhandled %s", describe_exception(error))
     return render_error(500)
 
 

@@ -19,6 +19,7 @@ from kita.blobs import BlobStore
 from kita.config import KitaConfig
 from kita.crypto import KeyService
 from kita.db import Database
+from kita.errors import describe_exception
 from kita.services.imports import erase_expired_imports
 from kita.services.lifecycle import run_retention
 from kita.sessions import purge_expired_sessions
@@ -94,9 +95,9 @@ class Worker:
                 continue
             try:
                 done[job.name] = job.run(self.context)
-            except Exception:
-                # No personal data in job errors: log the job and the exception type only.
-                log.exception("job %s failed", job.name)
+            except Exception as error:
+                # No personal data in job errors: the job, the exception type and its stack.
+                log.error("job %s failed: %s", job.name, describe_exception(error))
                 job.next_at = now + 60
                 continue
             job.next_at = now + job.every.total_seconds()

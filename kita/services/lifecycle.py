@@ -93,7 +93,7 @@ from kita.blobs import BlobStore
 from kita.config import SUPPORTED_LOCALES
 from kita.crypto import KeyService
 from kita.db import Database
-from kita.errors import NotFoundError, ValidationError
+from kita.errors import NotFoundError, ValidationError, describe_exception
 from kita.models.accounts import Invitation, Membership, User
 from kita.models.audit import AuditEvent
 from kita.models.documentation import (
@@ -659,9 +659,13 @@ def run_retention(
                 reason=candidate.reason,
                 now=now,
             )
-        except Exception:
+        except Exception as error:
             # Ids only: no names or content in the log. The child stays due and is retried.
-            log.exception("retention: shredding child %s failed", candidate.child_id)
+            log.error(
+                "retention: shredding child %s failed: %s",
+                candidate.child_id,
+                describe_exception(error),
+            )
             report.failed.append(candidate.child_id)
             continue
         if result.found:

@@ -16,7 +16,7 @@ from kita.models.accounts import GroupAssignment, Invitation, Membership, Role, 
 from kita.models.organisation import GuardianLink, Relation
 from kita.services.invitations import InvitationRequest, create_invitation, revoke_invitation
 from tests.conftest import post_form
-from tests.factories import PASSWORD, make_child, make_group, make_kita, make_user
+from tests.factories import make_child, make_group, make_kita, make_user
 
 
 def _issue(db: Session, leader: User, kita: object, **kwargs: object) -> str:
@@ -187,10 +187,8 @@ def test_password_login_after_joining(client: FlaskClient, app: Flask, db: Sessi
     token = _issue(db, leader, kita, role=Role.COUNCIL)
     post_form(client, f"/join/{token}", _account("c@example.org"), token_from=f"/join/{token}")
     fresh = app.test_client()
-    assert (
-        post_form(
-            fresh, "/login", {"email": "c@example.org", "password": "a long password"}
-        ).status_code
-        == 302
-    )
-    assert PASSWORD  # the factories' password is unrelated to the new account
+    login = {"email": "c@example.org", "password": "a long password"}
+    assert post_form(fresh, "/login", login).status_code == 302
+    home = fresh.get("/home").get_data(as_text=True)
+    assert "Nour Haddad</h1>" in home  # logged in as the new account, in its language (ar)
+    assert 'lang="ar"' in home

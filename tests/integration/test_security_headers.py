@@ -74,14 +74,21 @@ def test_error_pages_are_localised_without_internals(client: FlaskClient) -> Non
     assert "Traceback" not in body and "werkzeug" not in body.lower()
 
 
-def test_unexpected_errors_show_a_generic_page(app: Flask, client: FlaskClient) -> None:
+def test_unexpected_errors_show_a_generic_page(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
     @app.route("/boom")
     def boom() -> str:
         raise RuntimeError("secret detail of Aylin Muster")
 
     app.view_functions["boom"].kita_guard = "public"  # type: ignore[attr-defined]
-    response = client.get("/boom")
+    with caplog.at_level("ERROR"):
+        response = client.get("/boom")
     assert response.status_code == 500
+    # The log names the failure and where, not its message (which may carry content).
+    assert "RuntimeError" in caplog.text
+    assert "boom (" in caplog.text
+    assert "Aylin" not in caplog.text
     body = response.get_data(as_text=True)
     assert "Aylin" not in body and "RuntimeError" not in body
     assert "Nothing you entered was saved" in body

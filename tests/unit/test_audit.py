@@ -118,3 +118,17 @@ def test_cli_verify_exits_nonzero_on_tampering(
     db.commit()
     bad = runner.invoke(main, ["audit", "verify"])
     assert bad.exit_code == 1
+
+
+def test_database_errors_do_not_repeat_personal_data(db: Session) -> None:
+    """A failed INSERT's message (logged as the cause of a 500) names no bound value."""
+    from sqlalchemy.exc import IntegrityError
+
+    from tests.factories import make_user
+
+    make_user(db, email="secret.person@example.org")
+    with pytest.raises(IntegrityError) as caught:
+        make_user(db, email="secret.person@example.org", name="Aylin Canary")
+    db.rollback()
+    assert "Canary" not in str(caught.value)
+    assert "secret.person" not in str(caught.value)

@@ -30,6 +30,7 @@ class KeyKind(StrEnum):
     GENERAL = "general"
     HEALTH = "health"
     CONVERSATION = "conversation"
+    ANNOUNCEMENT = "announcement"
 
 
 @dataclass(frozen=True)

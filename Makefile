@@ -23,10 +23,11 @@ install: system-deps node-deps $(STAMP) translations-compile
 # Debian packages the app and the tests need: WeasyPrint's Pango and HarfBuzz (subset: fast font
 # embedding), fonts covering Latin, Cyrillic and Arabic for the PDF reports (kita/reports), and
 # poppler-utils (pdftotext, pdffonts, pdfimages) to read them back in tests, and chromium for the
-# browser tests (tests/browser drive /usr/bin/chromium through Playwright; no browser download).
+# browser tests (tests/browser drive /usr/bin/chromium through Playwright; no browser download)
+# with dbus-daemon (the private bus of tests/desktop_notifications.py).
 # Installs only what is missing (apt-get as root, else through sudo).
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
-                   fonts-dejavu-core fonts-noto-core poppler-utils chromium
+                   fonts-dejavu-core fonts-noto-core poppler-utils chromium dbus-daemon
 
 system-deps:
 	@missing=""; \

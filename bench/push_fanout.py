@@ -5,15 +5,17 @@ run) answers 201 at once and counts requests; it keeps a few bodies so the bench
 that every sender really encrypted per subscription. Compared in the same run, each sending
 the same notifications (same payload, TTL, Urgency, Topic, VAPID key):
 
-- ``kita``: :class:`kita.push.sender.PushSender` (the metric ``deliveries_per_s``);
+- ``kita``: the product path (the metric ``deliveries_per_s``): the announcement's outbox
+  rows written in one transaction by ``notify.enqueue``, then the worker's ``deliver_due``
+  (claims with leases, :class:`kita.push.sender.PushSender`, outcomes committed in batches)
+  until nothing is due, into a SQLite database;
 - ``naive_pywebpush``: a loop of ``pywebpush.webpush()``, a new connection per call, over a
   sample of 500 (its rate is per notification, so a sample suffices);
 - ``aiohttp_floor``: bare aiohttp POSTs of a same-sized random body, same concurrency and
   connection pool, no encryption or signing: what the network path alone costs;
 - ``npm_web_push``: the npm ``web-push`` library, same concurrency, a keep-alive agent.
 
-Targets on the 2-core machine: vs. naive ≥ 3, vs. the floor ≥ 0.8, vs. npm ≥ 1.0. The full
-benchmark (announcement → outbox → worker → sink) comes with the outbox.
+Targets on the 2-core machine: vs. naive ≥ 3, vs. the floor ≥ 0.8, vs. npm ≥ 1.0.
 
 Run alone with ``python -m bench.push_fanout [--count N] [--processes P]``.
 """
@@ -51,10 +53,11 @@ from cryptography.x509.oid import NameOID
 
 from bench.registry import BenchError, RunContext, register
 from bench.results import Figure, figure
-from kita.push.endpoints import PushServiceAllowList, Subscription
-from kita.push.payload import Urgency, build_payload, topic_for
-from kita.push.sender import Notification, Outcome, PushSender
+from kita.push.endpoints import PushServiceAllowList
+from kita.push.payload import build_payload, topic_for
+from kita.push.sender import PushSender
 from kita.push.vapid import VapidKey, VapidSigner, b64url
+from kita.services.notify import generic_title
 
 NAME = "push_fanout"
 COUNT = 20_000
@@ -67,8 +70,12 @@ SAMPLE_EVERY = 997
 HOST = "127.0.0.1"
 SUBJECT = "mailto:bench@kita.example"
 TTL = 86400
-TOPIC = topic_for(uuid.UUID(int=2026))
-PAYLOAD = build_payload("closure", "Kapanış bildirimi", f"/announcements/{TOPIC}", TOPIC)
+MESSAGE_ID = uuid.UUID(int=2026)
+TOPIC = topic_for(MESSAGE_ID)
+# Byte for byte what the outbox path sends a Turkish parent for a closure notice.
+PAYLOAD = build_payload(
+    "closure", generic_title("closure", "tr"), f"/messages/a/{MESSAGE_ID}", TOPIC
+)
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PEER = """
 const webpush = require(process.argv[1]);
@@ -316,37 +323,103 @@ def check_delivery(sink: Sink, devices: list[Device], expected: int, who: str) -
 # --- the senders ------------------------------------------------------------------------------
 
 
-def notifications(devices: list[Device]) -> list[Notification]:
-    return [
-        Notification(
-            subscription=Subscription(d.endpoint, d.p256dh, d.auth),
-            payload=PAYLOAD,
-            ttl=TTL,
-            urgency=Urgency.NORMAL,
-            topic=TOPIC,
-        )
-        for d in devices
-    ]
+class Outbox:
+    """A migrated SQLite database (the embedded default) with one parent per device and
+    their subscriptions, for the outbox and worker path."""
+
+    def __init__(self, workdir: Path, devices: list[Device]) -> None:
+        from sqlalchemy import insert
+
+        from kita import migrations
+        from kita.db import Database
+        from kita.models.accounts import User
+        from kita.models.messaging import PushSubscription
+
+        path = workdir / "outbox.sqlite3"
+        path.unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+        migrations.upgrade(url)
+        self.database = Database(url)
+        self.user_ids = [uuid.uuid4() for _ in devices]
+        with self.database.transaction() as db:
+            db.execute(
+                insert(User),
+                [
+                    {
+                        "id": user_id,
+                        "email": f"parent{number}@bench.example",
+                        "display_name": f"Parent {number}",
+                        "password_hash": "x",
+                        "locale": "tr",
+                    }
+                    for number, user_id in enumerate(self.user_ids)
+                ],
+            )
+            db.execute(
+                insert(PushSubscription),
+                [
+                    {"user_id": user_id, "endpoint": d.endpoint, "p256dh": d.p256dh, "auth": d.auth}
+                    for user_id, d in zip(self.user_ids, devices, strict=True)
+                ],
+            )
+
+    def close(self) -> None:
+        self.database.dispose()
 
 
-def run_kita(sink: Sink, key: VapidKey, devices: list[Device], processes: int) -> Rate:
-    warm, timed = notifications(devices[:WARMUP]), notifications(devices[WARMUP:])
-    allow = PushServiceAllowList.with_origins([sink.origin])
+def run_kita_outbox(sink: Sink, key: VapidKey, outbox: Outbox, processes: int, count: int) -> Rate:
+    """The product path: an announcement's outbox rows written in one transaction
+    (``notify.enqueue``), then the worker's ``deliver_due`` until nothing is due (claims with
+    leases, outcomes committed in small batches). Timed from the enqueue to the last outcome
+    committed; the sender is opened (and warmed) first, as in a running worker."""
+    from sqlalchemy import delete
+
+    from kita.models.messaging import PushDelivery
+    from kita.services import notify
+    from kita.services.push_delivery import DeliverySettings, deliver_due_async
+
+    settings = DeliverySettings(
+        signer=VapidSigner(key, SUBJECT),
+        allow_list=PushServiceAllowList.with_origins([sink.origin]),
+        concurrency=CONCURRENCY,
+        ssl_context=sink.ssl_context(),
+        encrypt_processes=processes,
+        claim_size=2000,
+    )
+
+    def enqueue(user_ids: list[uuid.UUID]) -> None:
+        message_id = MESSAGE_ID  # the same message as the other senders send
+        with outbox.database.transaction() as db:
+            notify.enqueue(
+                db,
+                message_id=message_id,
+                kind="announcement",
+                category="closure",
+                recipients=[notify.Recipient(user_id, "tr") for user_id in user_ids],
+                url=f"/messages/a/{message_id}",
+                now=dt.datetime.now(dt.UTC),
+            )
+
+    with outbox.database.transaction() as db:  # a fresh outbox for each round
+        db.execute(delete(PushDelivery))
 
     async def run() -> Rate:
-        options: dict[str, Any] = {"concurrency": CONCURRENCY, "encrypt_processes": processes}
-        signer = VapidSigner(key, SUBJECT)
-        async with PushSender(signer, allow, ssl_context=sink.ssl_context(), **options) as sender:
-            async for _ in sender.send_many(warm):
-                pass
-            delivered = 0
+        async with PushSender(
+            settings.signer,
+            settings.allow_list,
+            concurrency=CONCURRENCY,
+            ssl_context=settings.ssl_context,
+            encrypt_processes=processes,
+        ) as sender:
+            enqueue(outbox.user_ids[:WARMUP])
+            await deliver_due_async(outbox.database, settings, sender=sender)
             started = time.perf_counter()
-            async for _, result in sender.send_many(timed):
-                delivered += result.outcome is Outcome.DELIVERED
+            enqueue(outbox.user_ids[WARMUP : WARMUP + count])
+            report = await deliver_due_async(outbox.database, settings, sender=sender)
             seconds = time.perf_counter() - started
-        if delivered != len(timed):
-            raise BenchError(f"kita: {len(timed) - delivered} pushes were not delivered")
-        return Rate(delivered, seconds)
+        if report.delivered != count:
+            raise BenchError(f"kita: {count - report.delivered} pushes were not delivered")
+        return Rate(report.delivered, seconds)
 
     return asyncio.run(run())
 
@@ -502,7 +575,8 @@ def measure(
     key = VapidKey.generate()
     with running_sink(workdir) as sink:
         devices = make_devices(sink, count + WARMUP)
-        log(f"{len(devices)} subscriptions made; sink on port {sink.port}")
+        outbox = Outbox(workdir, devices)
+        log(f"{len(devices)} subscriptions made (and stored); sink on port {sink.port}")
         # The aes128gcm header (86 bytes), the padding delimiter and the tag (17).
         body_size = len(PAYLOAD) + 86 + 17
         naive_sample = devices[: NAIVE_SAMPLE + 1]  # includes a sampled device
@@ -510,7 +584,11 @@ def measure(
             *(
                 [
                     ("aiohttp_floor", devices, lambda: run_floor(sink, devices, body_size)),
-                    ("kita", devices, lambda: run_kita(sink, key, devices, processes)),
+                    (
+                        "kita",
+                        devices,
+                        lambda: run_kita_outbox(sink, key, outbox, processes, count),
+                    ),
                 ]
                 * ROUNDS
             ),
@@ -528,6 +606,7 @@ def measure(
             )
             if who not in results or rate.per_s > results[who].per_s:
                 results[who] = rate
+        outbox.close()
     return FanoutResult(processes=processes, **results)
 
 

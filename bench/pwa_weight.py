@@ -8,8 +8,9 @@ an empty browser profile, no HTTP cache, no service worker yet.
 - ``css_bytes``, ``html_bytes``, ``total_bytes``: bytes transferred (headers and bodies as sent),
   including what the service worker fetches to install its shell.
 - ``offline_ms``: with the worker installed (warm) and the browser offline, from starting the
-  navigation to /home until the page's heading is rendered; the median of several runs. Until
-  the feed itself is kept for offline use this is the offline page served from the shell.
+  navigation to /home until the page's heading is rendered; the median of several runs. The
+  page is the parent's feed as the worker kept it at the last online visit (pwa/sw.js), checked
+  to show the parent's child and the saved-copy note.
 
 Targets (issue 5): js_gzip_bytes ≤ 30,000, total_bytes ≤ 100,000, offline_ms ≤ 300.
 """
@@ -74,6 +75,11 @@ def pwa_weight(ctx: RunContext) -> list[Figure]:
                 time.sleep(0.05)
             if "/home" not in page.url or page.locator("main h1").count() != 1:
                 raise BenchError("the offline navigation did not render a page")
+            if (
+                page.locator("main[data-offline]").count() != 1
+                or parent.child_name not in page.locator("main").inner_text()
+            ):
+                raise BenchError("offline, /home was not the parent's kept feed")
         finally:
             context.close()
 

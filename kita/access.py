@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from kita.errors import NotFoundError
+from kita.models import messaging
 from kita.models.accounts import STAFF_ROLES, GroupAssignment, Invitation, Membership, Role, User
 from kita.models.documentation import (
     BreakGlassGrant,
@@ -45,6 +46,7 @@ from kita.models.documentation import (
     DocumentationTemplate,
 )
 from kita.models.imports import CsvImport
+from kita.models.messaging import StaffPin, Tablet
 from kita.models.organisation import Child, Group, GuardianLink, Kita
 
 
@@ -93,6 +95,15 @@ class Actor:
     @property
     def may_administer(self) -> bool:
         return self.is_provider_admin or self.has_any_role(Role.LEADER)
+
+    @property
+    def sends_announcements(self) -> bool:
+        """Writes announcements somewhere: provider admins, leaders, educators with a group."""
+        return (
+            self.is_provider_admin
+            or self.has_any_role(Role.LEADER)
+            or (self.has_any_role(Role.EDUCATOR) and bool(self.group_ids))
+        )
 
 
 def load_actor(db: Session, user: User) -> Actor:
@@ -544,3 +555,388 @@ def documentation_authors(child: Child) -> Select[User]:
     the caller has checked that the actor may read the child's documentation)."""
     authors = select(DocumentationEntry.author_id).where(DocumentationEntry.child_id == child.id)
     return select(User).where(User.id.in_(authors)).order_by(User.display_name, User.id)
+
+
+# --- shared staff tablets --------------------------------------------------------------------
+
+#: Roles whose members may unlock a shared tablet of their Kita with a PIN.
+TABLET_ROLES = (Role.LEADER, Role.EDUCATOR)
+
+
+def get_tablet(db: Session, actor: Actor, kita: Kita, tablet_id: uuid.UUID) -> Tablet:
+    """Load a tablet paired to ``kita``, which the actor manages; else 404 (also for a tablet
+    of another Kita)."""
+    tablet = db.get(Tablet, tablet_id)
+    if tablet is None or tablet.kita_id != kita.id or not may_manage_kita(actor, kita):
+        raise NotFoundError()
+    return tablet
+
+
+def may_use_tablet(actor: Actor, tablet: Tablet) -> bool:
+    """Leaders and educators of the tablet's own Kita unlock it; nobody uses a revoked one."""
+    return tablet.revoked_at is None and actor.has_role(tablet.kita_id, *TABLET_ROLES)
+
+
+def tablet_staff(tablet: Tablet) -> Select[User]:
+    """The people shown as tiles on a paired tablet: active leaders and educators of its Kita
+    who have set a PIN, by name."""
+    members = select(Membership.user_id).where(
+        Membership.kita_id == tablet.kita_id, Membership.role.in_(TABLET_ROLES)
+    )
+    return (
+        select(User)
+        .join(StaffPin, StaffPin.user_id == User.id)
+        .where(User.id.in_(members), User.is_active.is_(True))
+        .order_by(User.display_name, User.id)
+    )
+
+
+# --- conversations ---------------------------------------------------------------------------
+# A conversation is between the family of one child and a team, never a private person:
+# - the family: the child's guardians WITH custody (as for the documentation: a guardian who
+#   may only pick the child up does not read what the Kita and the parents discuss);
+# - the group team: educators assigned to the conversation's group, and the Kita's leaders;
+# - the Kita office: the Kita's leaders.
+# Caretakers, council members and provider admins never see conversations.
+
+
+class ConversationSide(enum.StrEnum):
+    """Which side of a conversation an actor is on."""
+
+    FAMILY = "family"
+    STAFF = "staff"
+
+
+def custodial_child_ids(db: Session, actor: Actor) -> frozenset[uuid.UUID]:
+    """Children the actor is a guardian of with custody."""
+    if not actor.child_ids:
+        return frozenset()
+    return frozenset(
+        db.scalars(
+            select(GuardianLink.child_id).where(
+                GuardianLink.user_id == actor.id, GuardianLink.has_custody.is_(True)
+            )
+        )
+    )
+
+
+def may_staff_conversation(
+    actor: Actor, kita_id: uuid.UUID, team: messaging.Team, group_id: uuid.UUID | None
+) -> bool:
+    """Leaders of the Kita answer for every team; educators for their groups' teams."""
+    if actor.has_role(kita_id, Role.LEADER):
+        return True
+    return (
+        team is messaging.Team.GROUP
+        and group_id is not None
+        and group_id in actor.group_ids
+        and actor.has_role(kita_id, Role.EDUCATOR)
+    )
+
+
+def conversation_side(
+    db: Session, actor: Actor, conversation: messaging.Conversation
+) -> ConversationSide | None:
+    """The actor's side of the conversation, or None when it is not visible to them."""
+    if conversation.child_id in actor.child_ids and conversation.child_id in custodial_child_ids(
+        db, actor
+    ):
+        return ConversationSide.FAMILY
+    if may_staff_conversation(
+        actor, conversation.kita_id, conversation.team, conversation.group_id
+    ):
+        return ConversationSide.STAFF
+    return None
+
+
+def get_conversation(
+    db: Session, actor: Actor, conversation_id: uuid.UUID, *, staff: bool = False
+) -> tuple[messaging.Conversation, ConversationSide]:
+    """Load a conversation the actor takes part in (``staff``: on the team's side); else 404
+    (another family's conversation, another group's team, council, caretakers, admins)."""
+    conversation = db.get(messaging.Conversation, conversation_id)
+    side = conversation_side(db, actor, conversation) if conversation is not None else None
+    if conversation is None or side is None or (staff and side is not ConversationSide.STAFF):
+        raise NotFoundError()
+    return conversation, side
+
+
+def get_conversation_attachment(
+    db: Session, actor: Actor, conversation_id: uuid.UUID, attachment_id: uuid.UUID
+) -> tuple[messaging.Attachment, messaging.Conversation, ConversationSide]:
+    """Load an attachment of a message in a conversation the actor takes part in; else 404
+    (also when the attachment belongs to another conversation or to an announcement)."""
+    conversation, side = get_conversation(db, actor, conversation_id)
+    attachment = db.get(messaging.Attachment, attachment_id)
+    message = (
+        db.get(messaging.ConversationMessage, attachment.message_id)
+        if attachment is not None and attachment.message_id is not None
+        else None
+    )
+    if attachment is None or message is None or message.conversation_id != conversation.id:
+        raise NotFoundError()
+    return attachment, conversation, side
+
+
+def visible_conversations(db: Session, actor: Actor) -> Select[messaging.Conversation]:
+    """Conversations the actor takes part in (either side), newest activity first."""
+    conditions: list[ColumnElement[bool]] = []
+    custodial = custodial_child_ids(db, actor)
+    if custodial:
+        conditions.append(messaging.Conversation.child_id.in_(custodial))
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(messaging.Conversation.kita_id.in_(led))
+    teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
+    if actor.group_ids and teaching:
+        conditions.append(
+            (messaging.Conversation.team == messaging.Team.GROUP)
+            & messaging.Conversation.group_id.in_(actor.group_ids)
+            & messaging.Conversation.kita_id.in_(teaching)
+        )
+    return (
+        select(messaging.Conversation)
+        .where(or_(*conditions) if conditions else false())
+        .order_by(messaging.Conversation.last_message_at.desc(), messaging.Conversation.id)
+    )
+
+
+# --- announcements: parents' feed, attachments, reach ----------------------------------------
+# A parent sees an announcement only through the recipient row written when it was sent (one
+# per guardian, siblings deduplicated), and only once it is sent (drafts and scheduled ones
+# never; recalled ones as "recalled", without content). Staff see an announcement's attachments
+# and reach as laid out in may_view_announcement_as_staff and may_view_reach.
+
+#: Statuses a recipient may see.
+RECEIVED_STATUSES = (messaging.AnnouncementStatus.SENT, messaging.AnnouncementStatus.RECALLED)
+
+
+def get_received_announcement(
+    db: Session, actor: Actor, announcement_id: uuid.UUID
+) -> tuple[messaging.Announcement, messaging.AnnouncementRecipient]:
+    """Load an announcement the actor received, with the actor's recipient row; else 404
+    (another group's or Kita's announcement, a draft, a scheduled one, an unknown id)."""
+    row = db.execute(
+        select(messaging.Announcement, messaging.AnnouncementRecipient)
+        .join(
+            messaging.AnnouncementRecipient,
+            messaging.AnnouncementRecipient.announcement_id == messaging.Announcement.id,
+        )
+        .where(
+            messaging.Announcement.id == announcement_id,
+            messaging.AnnouncementRecipient.user_id == actor.id,
+            messaging.Announcement.status.in_(RECEIVED_STATUSES),
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError()
+    return row[0], row[1]
+
+
+def _announcement_targets(
+    db: Session, announcement: messaging.Announcement
+) -> list[messaging.AnnouncementTarget]:
+    return list(
+        db.scalars(
+            select(messaging.AnnouncementTarget).where(
+                messaging.AnnouncementTarget.announcement_id == announcement.id
+            )
+        )
+    )
+
+
+def may_view_announcement_as_staff(
+    db: Session, actor: Actor, announcement: messaging.Announcement
+) -> bool:
+    """The author, admins of the announcement's provider, and leaders and educators of a Kita
+    it was addressed to (the Kita's staff: they get asked about it)."""
+    if announcement.author_id == actor.id:
+        return True
+    if actor.admin_provider_id is not None and actor.admin_provider_id == announcement.provider_id:
+        return True
+    return any(
+        actor.has_role(target.kita_id, Role.LEADER, Role.EDUCATOR)
+        for target in _announcement_targets(db, announcement)
+    )
+
+
+def may_view_reach(db: Session, actor: Actor, announcement: messaging.Announcement) -> bool:
+    """Who sees which families read an announcement: its author, admins of its provider,
+    leaders of a Kita it was addressed to, and educators of a group it was addressed to (a
+    whole-Kita announcement addresses every group; one to a family addresses the child's
+    group)."""
+    if announcement.author_id == actor.id:
+        return True
+    if actor.admin_provider_id is not None and actor.admin_provider_id == announcement.provider_id:
+        return True
+    for target in _announcement_targets(db, announcement):
+        if actor.has_role(target.kita_id, Role.LEADER):
+            return True
+        if not actor.has_role(target.kita_id, Role.EDUCATOR):
+            continue
+        group_id = target.group_id
+        if target.child_id is not None:
+            group_id = db.scalar(select(Child.group_id).where(Child.id == target.child_id))
+        if target.group_id is None and target.child_id is None:
+            in_kita = db.scalar(
+                select(Group.id).where(
+                    Group.kita_id == target.kita_id, Group.id.in_(actor.group_ids)
+                )
+            )
+            if in_kita is not None:
+                return True
+        elif group_id is not None and group_id in actor.group_ids:
+            return True
+    return False
+
+
+def get_reach_announcement(
+    db: Session, actor: Actor, announcement_id: uuid.UUID
+) -> messaging.Announcement:
+    """Load an announcement whose reach (and not-reached letters) the actor may see; else 404."""
+    announcement = db.get(messaging.Announcement, announcement_id)
+    if announcement is None or not may_view_reach(db, actor, announcement):
+        raise NotFoundError()
+    return announcement
+
+
+def get_announcement_attachment(
+    db: Session, actor: Actor, announcement_id: uuid.UUID, attachment_id: uuid.UUID
+) -> tuple[messaging.Announcement, messaging.Attachment]:
+    """Load an attachment of an announcement for one of its recipients (not once recalled) or
+    its staff (see ``may_view_announcement_as_staff``); else 404, also for an attachment of
+    another announcement or of a conversation named under this announcement's URL."""
+    attachment = db.get(messaging.Attachment, attachment_id)
+    announcement = db.get(messaging.Announcement, announcement_id)
+    if attachment is None or announcement is None or attachment.announcement_id != announcement.id:
+        raise NotFoundError()
+    if may_view_announcement_as_staff(db, actor, announcement):
+        return announcement, attachment
+    received = db.scalar(
+        select(messaging.AnnouncementRecipient.id).where(
+            messaging.AnnouncementRecipient.announcement_id == announcement.id,
+            messaging.AnnouncementRecipient.user_id == actor.id,
+        )
+    )
+    if received is None or announcement.status is not messaging.AnnouncementStatus.SENT:
+        raise NotFoundError()
+    return announcement, attachment
+
+
+# --- announcements ---------------------------------------------------------------------------
+# Who writes to whom: provider admins to every Kita of their provider (several at once),
+# leaders to their Kita, its groups and families, educators to their own groups and the
+# families of those groups (never the whole Kita). Caretakers, council members and parents
+# send no announcements.
+
+
+def may_announce_to_kita(actor: Actor, kita: Kita) -> bool:
+    """The whole Kita as audience: its leaders and its provider's admins."""
+    return may_manage_kita(actor, kita)
+
+
+def may_announce_to_group(actor: Actor, group: Group) -> bool:
+    """A group as audience: those who may write to the Kita, and the group's educators."""
+    if may_announce_to_kita(actor, group.kita):
+        return True
+    return group.id in actor.group_ids and actor.has_role(group.kita_id, Role.EDUCATOR)
+
+
+def may_announce_to_child(actor: Actor, child: Child) -> bool:
+    """One family (the child's guardians) as audience: as for the child's group or Kita."""
+    if may_announce_to_kita(actor, child.kita):
+        return True
+    return (
+        child.group_id is not None
+        and child.group_id in actor.group_ids
+        and actor.has_role(child.kita_id, Role.EDUCATOR)
+    )
+
+
+def may_send_announcement(actor: Actor, kita: Kita) -> bool:
+    """The actor may write announcements to (part of) this Kita."""
+    return may_announce_to_kita(actor, kita) or (
+        actor.has_role(kita.id, Role.EDUCATOR) and bool(actor.group_ids)
+    )
+
+
+def may_send_announcements(actor: Actor) -> bool:
+    """The actor writes announcements somewhere (the staff message pages)."""
+    return actor.sends_announcements
+
+
+def may_manage_announcement(
+    db: Session, actor: Actor, announcement: messaging.Announcement
+) -> bool:
+    """Provider admins of its provider; otherwise every part of its audience must be within
+    the actor's reach (a leader's Kita, an educator's groups and their families)."""
+    if actor.admin_provider_id is not None and actor.admin_provider_id == announcement.provider_id:
+        return True
+    targets = announcement.targets
+    if not targets:
+        return False
+    for target in targets:
+        if target.child_id is not None:
+            child = db.get(Child, target.child_id)
+            allowed = child is not None and may_announce_to_child(actor, child)
+        elif target.group_id is not None:
+            group = db.get(Group, target.group_id)
+            allowed = group is not None and may_announce_to_group(actor, group)
+        else:
+            kita = db.get(Kita, target.kita_id)
+            allowed = kita is not None and may_announce_to_kita(actor, kita)
+        if not allowed:
+            return False
+    return True
+
+
+def get_announcement_for_staff(
+    db: Session, actor: Actor, announcement_id: uuid.UUID
+) -> messaging.Announcement:
+    """Load an announcement the actor may read, change, send and recall as staff; else 404
+    (parents read announcements through the feed, never here)."""
+    announcement = db.get(messaging.Announcement, announcement_id)
+    if announcement is None or not may_manage_announcement(db, actor, announcement):
+        raise NotFoundError()
+    return announcement
+
+
+def announceable_groups(actor: Actor) -> Select[Group]:
+    """Groups the actor may write to, by Kita and name."""
+    conditions: list[ColumnElement[bool]] = []
+    if actor.admin_provider_id is not None:
+        conditions.append(
+            Group.kita_id.in_(select(Kita.id).where(Kita.provider_id == actor.admin_provider_id))
+        )
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(Group.kita_id.in_(led))
+    teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
+    if actor.group_ids and teaching:
+        conditions.append(Group.id.in_(actor.group_ids) & Group.kita_id.in_(teaching))
+    return (
+        select(Group)
+        .join(Kita, Kita.id == Group.kita_id)
+        .where(or_(*conditions) if conditions else false())
+        .order_by(Kita.name, Group.name, Group.id)
+    )
+
+
+def announceable_children(actor: Actor) -> Select[Child]:
+    """Children whose families the actor may write to, by name."""
+    conditions: list[ColumnElement[bool]] = []
+    if actor.admin_provider_id is not None:
+        conditions.append(
+            Child.kita_id.in_(select(Kita.id).where(Kita.provider_id == actor.admin_provider_id))
+        )
+    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
+    if led:
+        conditions.append(Child.kita_id.in_(led))
+    teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
+    if actor.group_ids and teaching:
+        conditions.append(Child.group_id.in_(actor.group_ids) & Child.kita_id.in_(teaching))
+    return (
+        select(Child)
+        .where(or_(*conditions) if conditions else false())
+        .order_by(Child.last_name, Child.first_name, Child.id)
+    )

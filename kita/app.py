@@ -86,7 +86,19 @@ def build_app(config: KitaConfig | None = None) -> Flask:
     web.init_app(app)
 
     from kita.blueprints import admin, api, auth, documentation, home, imports, pwa, reports
+    from kita.blueprints import notifications as notifications_bp
+    from kita.blueprints import tablets as tablets_bp
 
-    for module in (auth, home, admin, imports, pwa, api, reports, documentation):
+    for module in (auth, home, admin, imports, pwa, api, reports, documentation, tablets_bp):
         app.register_blueprint(module.bp)
+    app.register_blueprint(notifications_bp.bp)
+    from kita.blueprints import conversations as conversations_bp
+
+    app.register_blueprint(conversations_bp.bp)
+    from kita.blueprints import messages as messages_bp
+
+    app.register_blueprint(messages_bp.bp)
+    from kita.blueprints import announcements as announcements_bp
+
+    app.register_blueprint(announcements_bp.bp)
     return app

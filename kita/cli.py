@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -83,7 +83,13 @@ def demo() -> None:
     from kita.blobs import BlobStore
     from kita.db import Database
     from kita.services.accounts import make_password_hasher
-    from kita.services.demo import demo_logins, load_demo
+    from kita.services.demo import (
+        demo_logins,
+        load_demo,
+        load_demo_announcements,
+        load_demo_conversations,
+    )
+    from kita.services.translation import translator_for
 
     config = _config()
     database = Database(config.database_url)
@@ -95,9 +101,29 @@ def demo() -> None:
                 keys=keys,
                 blobs=BlobStore(config.blob_dir),
             )
+            # Separately, so a demo city loaded before messaging existed gets its messages too.
+            announced = load_demo_announcements(
+                session,
+                keys=keys,
+                blobs=BlobStore(config.blob_dir),
+                translator=translator_for(session, config),
+                now=datetime.now(UTC),
+            )
+            # Conversation texts are personal: translated without the shared memory.
+            conversed = load_demo_conversations(
+                session,
+                keys=keys,
+                blobs=BlobStore(config.blob_dir),
+                translator=translator_for(session, config, use_memory=False),
+                now=datetime.now(UTC),
+            )
     finally:
         database.dispose()
     click.echo("Demo city loaded." if created else "Demo city was already there.")
+    if conversed:
+        click.echo(f"{conversed} conversations added.")
+    if announced:
+        click.echo(f"{announced} announcements added.")
     click.echo("Logins (password for all: shown below):")
     for login in demo_logins():
         note = f"  ({login.note})" if login.note else ""

@@ -18,8 +18,11 @@ class MailError(Exception):
     """The SMTP server refused the message or could not be reached."""
 
 
-def send_mail(config: KitaConfig, *, to: str, subject: str, body: str) -> None:
-    """Send a plain-text message, or log it when no SMTP server is configured."""
+def send_mail(
+    config: KitaConfig, *, to: str, subject: str, body: str, language: str | None = None
+) -> None:
+    """Send a plain-text message, or log it when no SMTP server is configured. ``language``
+    (a locale such as ``tr``) becomes the Content-Language header."""
     if not config.smtp_configured:
         # Only the links (a reset or invitation token), never the body: it greets the person.
         links = " ".join(LINK.findall(body)) or "(none)"
@@ -30,6 +33,8 @@ def send_mail(config: KitaConfig, *, to: str, subject: str, body: str) -> None:
     message["To"] = to
     message["Subject"] = subject
     message.set_content(body)
+    if language:  # after set_content, which drops every Content-* header
+        message["Content-Language"] = language
     try:
         with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=15) as smtp:
             if config.smtp_starttls:

@@ -34,6 +34,16 @@ document.addEventListener("submit", (event) => {
   }
 });
 
+// A page the worker kept for offline reading (the parent's feed) says that it is a saved copy.
+const savedCopy = document.querySelector("main[data-offline]");
+if (savedCopy?.dataset.offlineNote) {
+  const note = document.createElement("p");
+  note.className = "notice info";
+  note.setAttribute("role", "status");
+  note.textContent = savedCopy.dataset.offlineNote;
+  savedCopy.prepend(note);
+}
+
 // The language switch submits on change; the button stays for keyboard and no-JS users.
 const languageSelect = document.getElementById("language-select");
 if (languageSelect) {

@@ -24,7 +24,9 @@ from kita.config import KitaConfig
 from kita.crypto import generate_master_key_value
 from kita.db import Base, Database
 from kita.models.accounts import ServerSession, User
+from kita.push.vapid import ensure_vapid_key
 from kita.sessions import _hash
+from tests.libretranslate_fake import libretranslate  # noqa: F401 (fixture)
 
 PG_URL = os.environ.get("KITA_TEST_DATABASE_URL", "")
 TEST_SECRET = "test-secret-key-" + "x" * 32
@@ -111,6 +113,7 @@ def close_app(application: Flask) -> None:
 
 @pytest.fixture
 def app(config: KitaConfig) -> Iterator[Flask]:
+    ensure_vapid_key(config.vapid_key_path)  # `kita init` makes it outside the tests
     application = create_app(config)
     application.test_client_class = EnglishClient
     yield application

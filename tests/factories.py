@@ -6,11 +6,22 @@ import itertools
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pyotp
 from sqlalchemy.orm import Session
 
 from kita.models.accounts import GroupAssignment, Membership, Role, User
+from kita.models.messaging import (
+    Announcement,
+    AnnouncementRecipient,
+    AnnouncementStatus,
+    AnnouncementTarget,
+    AnnouncementTranslation,
+    Attachment,
+    Category,
+    TranslationStatus,
+)
 from kita.models.organisation import Child, Group, GuardianLink, Kita, Provider, Relation
 from kita.services.accounts import make_password_hasher
 
@@ -119,3 +130,123 @@ def make_user(
 def totp_now(secret: str = TOTP_SECRET, offset: int = 0) -> str:
     totp = pyotp.TOTP(secret)
     return totp.at(datetime.now(UTC), counter_offset=offset)
+
+
+# --- messaging -------------------------------------------------------------------------------
+
+
+def make_announcement(
+    db: Session,
+    kita: Kita,
+    author: User,
+    *,
+    recipients: Iterable[User | tuple[User, str]] = (),
+    translations: dict[str, tuple[str, str] | tuple[str, str, str]] | None = None,
+    title: str = "Morgen geschlossen",
+    body: str = "Die Kita bleibt morgen wegen einer Fortbildung geschlossen.",
+    groups: Iterable[Group] = (),
+    children: Iterable[Child] = (),
+    category: str = "information",
+    status: str = "sent",
+    source_locale: str = "de",
+    confirm_required: bool = False,
+    confirm_deadline: datetime | None = None,
+    sent_at: datetime | None = None,
+    edited_at: datetime | None = None,
+    needs_interpreter: bool = False,
+) -> Announcement:
+    """An announcement with its audience rows, written directly (no send logic): targets are
+    the given groups and children (the whole Kita when none), one recipient row per user
+    (``(user, locale)`` or the user's own locale), translations ``{locale: (title, body)}`` or
+    ``(title, body, status)``."""
+    now = datetime.now(UTC)
+    the_status = AnnouncementStatus(status)
+    announcement = Announcement(
+        id=uuid.uuid4(),
+        provider_id=kita.provider_id,
+        kita_id=kita.id,
+        author_id=author.id,
+        category=Category(category),
+        status=the_status,
+        source_locale=source_locale,
+        title=title,
+        body=body,
+        needs_interpreter=needs_interpreter,
+        confirm_required=confirm_required,
+        confirm_deadline=confirm_deadline,
+        sent_at=sent_at
+        or (now if the_status in {AnnouncementStatus.SENT, AnnouncementStatus.RECALLED} else None),
+        edited_at=edited_at,
+        recalled_at=now if the_status is AnnouncementStatus.RECALLED else None,
+        created_at=now,
+    )
+    db.add(announcement)
+    db.flush()
+    groups, children = list(groups), list(children)
+    for group in groups:
+        db.add(
+            AnnouncementTarget(announcement_id=announcement.id, kita_id=kita.id, group_id=group.id)
+        )
+    for child in children:
+        db.add(
+            AnnouncementTarget(announcement_id=announcement.id, kita_id=kita.id, child_id=child.id)
+        )
+    if not groups and not children:
+        db.add(AnnouncementTarget(announcement_id=announcement.id, kita_id=kita.id))
+    for item in recipients:
+        user, locale = item if isinstance(item, tuple) else (item, item.locale or "de")
+        db.add(
+            AnnouncementRecipient(
+                announcement_id=announcement.id, user_id=user.id, kita_id=kita.id, locale=locale
+            )
+        )
+    for locale, texts in (translations or {}).items():
+        status_value = texts[2] if len(texts) == 3 else "machine"  # type: ignore[misc]
+        db.add(
+            AnnouncementTranslation(
+                announcement_id=announcement.id,
+                locale=locale,
+                title=texts[0],
+                body=texts[1],
+                status=TranslationStatus(status_value),
+                provider="test",
+            )
+        )
+    db.commit()
+    return announcement
+
+
+def make_announcement_attachment(
+    db: Session,
+    keys: Any,
+    blobs: Any,
+    announcement: Announcement,
+    *,
+    filename: str = "Elternbrief.pdf",
+    data: bytes = b"%PDF-1.4 test attachment",
+    media_type: str = "application/pdf",
+) -> Attachment:
+    """An encrypted attachment of ``announcement`` (file in the blob store ``blobs``)."""
+    from kita.services.attachments import announcement_owner, encrypt_attachment
+
+    attachment_id = uuid.uuid4()
+    stored = encrypt_attachment(
+        keys,
+        blobs,
+        announcement_owner(announcement),
+        attachment_id=attachment_id,
+        filename=filename,
+        data=data,
+    )
+    attachment = Attachment(
+        id=attachment_id,
+        announcement_id=announcement.id,
+        filename_ct=stored.filename_ct,
+        media_type=media_type,
+        size=len(data),
+        blob_id=stored.blob_id,
+        key_version=stored.key_version,
+    )
+    db.add(attachment)
+    db.commit()
+    return attachment

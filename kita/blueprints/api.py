@@ -10,7 +10,7 @@ answer 404, exactly like objects that do not exist.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request, url_for
@@ -22,7 +22,12 @@ from kita.access import DocumentationAccess
 from kita.blobs import BlobStore
 from kita.errors import KitaError, ValidationError
 from kita.forms import parse_uuid
-from kita.services import documentation, photos
+from kita.push.endpoints import (
+    MAX_SUBSCRIPTION_JSON_BYTES,
+    InvalidSubscriptionError,
+    parse_subscription,
+)
+from kita.services import documentation, photos, push_subscriptions
 from kita.services.documentation import EntryInput, EntryView, StaleEditError
 from kita.web import ERROR_TITLES, current_actor, get_db, login_required, require_actor, state
 
@@ -351,3 +356,70 @@ def timeline(child_id: uuid.UUID) -> Any:
         "pages": page.pages,
         "total": page.total,
     }
+
+
+# --- Web Push --------------------------------------------------------------------------------
+
+
+@bp.route("/push/key")
+@login_required
+def push_key() -> Any:
+    """The VAPID public key for ``pushManager.subscribe({applicationServerKey})``."""
+    return {"publicKey": push_subscriptions.vapid_key(state().config).application_server_key}
+
+
+@bp.route("/push/subscriptions", methods=["POST"])
+@login_required
+def push_subscribe() -> Any:
+    """Store this device's subscription (``PushSubscription.toJSON()``): 201, or 200 when the
+    same person sent it before; 422 for a malformed one or a push service not allowed."""
+    if (request.content_length or 0) > MAX_SUBSCRIPTION_JSON_BYTES:
+        raise InvalidSubscriptionError("subscription")
+    subscription = parse_subscription(_json_object(), push_subscriptions.allow_list(state().config))
+    result = push_subscriptions.subscribe(
+        get_db(), user_id=require_actor().id, subscription=subscription, now=datetime.now(UTC)
+    )
+    return {"id": str(result.subscription.id)}, 201 if result.created else 200
+
+
+@bp.route("/push/subscriptions", methods=["DELETE"])
+@login_required
+def push_unsubscribe() -> Any:
+    """Forget this device's subscription (``{"endpoint": ...}``): 204, also when unknown."""
+    body = _json_object()
+    push_subscriptions.unsubscribe(
+        get_db(), user_id=require_actor().id, endpoint=body.get("endpoint")
+    )
+    return "", 204
+
+
+@bp.route("/tablet/outbox-key")
+@login_required
+def tablet_outbox_key() -> Any:
+    """The key that encrypts this person's offline outbox on this tablet (base64url), only in
+    a session unlocked on a paired tablet (else 404). The page imports it as a
+    non-extractable AES-GCM key and forgets it when the tablet locks."""
+    # Local imports keep this addition apart from the module's import block.
+    import base64
+
+    from flask import session as flask_session
+
+    from kita.errors import NotFoundError
+    from kita.models.messaging import Tablet
+    from kita.services import tablets
+
+    raw_id = flask_session.get("tablet_id")
+    tablet = get_db().get(Tablet, uuid.UUID(raw_id)) if raw_id else None
+    if tablet is None:
+        raise NotFoundError()
+    actor = require_actor()
+    if not access.may_use_tablet(actor, tablet):
+        raise NotFoundError()
+    secret = tablets.outbox_key(get_db(), state().keys, tablet=tablet, user=actor.user)
+    response = jsonify(
+        key=base64.urlsafe_b64encode(secret).decode().rstrip("="),
+        user_id=str(actor.id),
+        tablet_id=str(tablet.id),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -16,7 +16,7 @@ from kita.errors import AuthenticationError, KitaError, ThrottledError, Validati
 from kita.forms import FormReader, parse_uuid
 from kita.mail import MailError, send_mail
 from kita.models.accounts import User
-from kita.services import accounts, invitations, throttle
+from kita.services import accounts, invitations, tablets, throttle
 from kita.web import (
     commit,
     current_actor,
@@ -50,6 +50,8 @@ def _complete_login(user: User, next_url: str | None) -> Response:
     session.clear()
     session.regenerate()  # type: ignore[attr-defined]
     session["uid"] = str(user.id)
+    # A full login (password and second factor) lifts a PIN blocked on a shared tablet.
+    tablets.clear_pin_block(get_db(), user.id)
     audit.record(
         get_db(), action="login.succeeded", actor_id=user.id, object_type="user", object_id=user.id
     )

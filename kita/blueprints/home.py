@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, url_for
+from flask_babel import get_locale
 
 from kita.services import home
 from kita.web import current_actor, get_db, login_required, public, require_actor
@@ -26,7 +27,8 @@ def index() -> Any:
 def dashboard() -> Any:
     """The personal start page (parent feed, staff overview)."""
     actor = require_actor()
-    return render_template("home/dashboard.html", overview=home.build_overview(get_db(), actor))
+    overview = home.build_overview(get_db(), actor, locale=str(get_locale()))
+    return render_template("home/dashboard.html", overview=overview)
 
 
 @bp.route("/ping")

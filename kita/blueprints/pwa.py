@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, url_for
+from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from kita.access import Actor
 from kita.app import PACKAGE_ROOT, PROJECT_ROOT
-from kita.web import public, text_direction
+from kita.web import current_actor, public, state, text_direction
 
 bp = Blueprint("pwa", __name__)
 
@@ -106,3 +108,51 @@ def offline() -> Any:
     """Shown by the service worker when a page cannot be loaded. The worker fetches it without
     cookies, so the cached copy names nobody and carries no session's form token."""
     return render_template("pwa/offline.html")
+
+
+# --- the parent's feed offline (pwa/sw.js keeps a copy only of pages marked here) --------------
+
+#: Pages a parent may read offline after one online visit: the home feed.
+OFFLINE_FEED_ENDPOINTS = frozenset({"home.dashboard"})
+OFFLINE_MARK = "X-Kita-Cache"
+
+
+def may_keep_offline(actor: Actor | None) -> bool:
+    """Only accounts that are parents and nothing else get an offline copy: staff and admins
+    work on shared devices (Kita tablets, office computers), where the next person could read
+    what the worker kept. Parents use their own phones, and their copy ends with the session."""
+    if session.get("tablet_id"):  # a session unlocked on a paired staff tablet
+        return False
+    return actor is not None and actor.is_parent and not actor.needs_second_factor
+
+
+def _session_seconds_left() -> int:
+    """How long the current session can live at most (its absolute timeout): the offline copy
+    never outlives the session it was made for."""
+    lifetime = timedelta(hours=state().config.session_absolute_hours)
+    created_at = getattr(session, "created_at", None)
+    if created_at is None:
+        return int(lifetime.total_seconds())
+    if created_at.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        created_at = created_at.replace(tzinfo=UTC)
+    return max(0, int((created_at + lifetime - datetime.now(UTC)).total_seconds()))
+
+
+@bp.after_app_request
+def _offline_mark(response: Response) -> Response:
+    """``private-feed; max-age=N`` on a parent's feed: the worker may keep it, for N seconds.
+    ``drop`` on every page rendered without a session (the login page after a logout or an
+    expired session, another person logging in): the worker deletes every kept copy."""
+    if response.mimetype != "text/html":
+        return response
+    actor = current_actor()
+    if actor is None:
+        response.headers[OFFLINE_MARK] = "drop"
+    elif (
+        request.method == "GET"
+        and request.endpoint in OFFLINE_FEED_ENDPOINTS
+        and response.status_code == 200
+        and may_keep_offline(actor)
+    ):
+        response.headers[OFFLINE_MARK] = f"private-feed; max-age={_session_seconds_left()}"
+    return response

@@ -422,6 +422,26 @@ class Tablet(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    #: Minutes of inactivity until the tablet locks itself (None: KITA_TABLET_LOCK_MINUTES).
+    lock_minutes: Mapped[int | None]
+
+
+class TabletOutboxKey(Base):
+    """The random key that encrypts one staff member's offline outbox on one tablet. Stored
+    encrypted with the tablet's data key, so revoking the tablet (which shreds that key) makes
+    every outbox the tablet still holds unreadable."""
+
+    __tablename__ = "tablet_outbox_keys"
+    __table_args__ = (UniqueConstraint("tablet_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tablet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tablets.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    key_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    key_version: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StaffPin(Base):

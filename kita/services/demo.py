@@ -14,7 +14,7 @@ import io
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from argon2 import PasswordHasher
 from PIL import Image, ImageDraw
@@ -22,13 +22,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kita import audit
-from kita.access import load_actor
+from kita.access import Actor, ConversationSide, load_actor
 from kita.blobs import BlobStore
 from kita.crypto import KeyService
 from kita.models.accounts import GroupAssignment, Membership, Role, User
 from kita.models.documentation import ConsentMethod, ConsentPurpose
+from kita.models.messaging import (
+    Announcement,
+    AnnouncementRecipient,
+    Conversation,
+    Team,
+    WorkingHours,
+)
 from kita.models.organisation import Child, Council, Group, GuardianLink, Kita, Provider, Relation
-from kita.services import consent, documentation, photos
+from kita.services import announcements, consent, conversations, documentation, photos
+from kita.services.announcements import Audience
+from kita.services.translation import Translator
 
 DEMO_PROVIDER = "Demo-Träger Musterstadt"
 DEMO_PASSWORD = "kita-demo-2026"  # noqa: S105 (public demo data)
@@ -383,3 +392,248 @@ def load_demo(
             )
     audit.record(db, action="demo.loaded", object_type="provider", object_id=provider.id)
     return True
+
+
+# --- announcements ---------------------------------------------------------------------------
+
+DEMO_FREE_TEXT = (
+    "Liebe Eltern, nächste Woche beginnt die Eingewöhnung der neuen Kinder. Bitte bringen Sie "
+    "morgens etwas mehr Zeit mit und geben Sie Ihrem Kind ein Kuscheltier mit."
+)
+
+
+def load_demo_announcements(
+    db: Session,
+    *,
+    keys: KeyService,
+    blobs: BlobStore,
+    translator: Translator,
+    now: datetime,
+) -> int:
+    """Announcements of every category in the demo city, through the real services: from the
+    phrasebook (every language, no engine), one free text (machine translated when a provider
+    is configured, else PENDING and retried by the worker), one with confirmations, one
+    scheduled. Does nothing when the demo city is missing or already has announcements;
+    returns how many were created."""
+    provider_id = db.scalars(select(Provider.id).where(Provider.name == DEMO_PROVIDER)).first()
+    if provider_id is None:
+        return 0
+    if db.scalars(select(Announcement.id).where(Announcement.provider_id == provider_id)).first():
+        return 0
+    kitas = {
+        kita.name: kita for kita in db.scalars(select(Kita).where(Kita.provider_id == provider_id))
+    }
+    sonnenschein, regenbogen = kitas[KITAS[0][0]], kitas[KITAS[1][0]]
+    mice = db.scalars(
+        select(Group).where(Group.kita_id == sonnenschein.id, Group.name == KITAS[0][2][0])
+    ).one()
+
+    def staff(email: str) -> Actor:
+        account = db.scalars(select(User).where(User.email == f"{email}@{DEMO_DOMAIN}")).one()
+        return load_actor(db, account)
+
+    leader, educator, other_leader = staff("leitung1"), staff("fachkraft1"), staff("leitung2")
+    soon = (now + timedelta(days=7)).date().isoformat()
+    later = (now + timedelta(days=21)).date().isoformat()
+    plans = [
+        (leader, Audience(kita_ids=(sonnenschein.id,)), "closure", "staff_training_closure",
+         {"date": soon}, False),
+        (leader, Audience(kita_ids=(sonnenschein.id,)), "event", "summer_festival",
+         {"date": later, "time": "15:00"}, True),
+        (educator, Audience(group_ids=(mice.id,)), "health", "head_lice", {}, False),
+        (other_leader, Audience(kita_ids=(regenbogen.id,)), "urgent", "heating_failure", {},
+         False),
+        (leader, Audience(kita_ids=(sonnenschein.id,)), "information", None, {}, False),
+    ]  # fmt: skip
+    created = 0
+    for actor, audience, category, phrase, params, confirm in plans:
+        draft = announcements.create_draft(
+            db,
+            actor=actor,
+            data=announcements.AnnouncementInput(
+                category=category,
+                source_locale="de",
+                audience=audience,
+                title="Eingewöhnung der neuen Kinder" if phrase is None else "",
+                body=DEMO_FREE_TEXT if phrase is None else "",
+                phrase_key=phrase,
+                phrase_params=params,
+                confirm_required=confirm,
+                confirm_deadline=now + timedelta(days=14) if confirm else None,
+            ),
+            now=now,
+            keys=keys,
+            blobs=blobs,
+        )
+        announcements.send(db, draft, now, translator, keys, actor=actor)
+        created += 1
+        if confirm:
+            # About a third of the families have already read and confirmed.
+            recipients = db.scalars(
+                select(AnnouncementRecipient)
+                .where(AnnouncementRecipient.announcement_id == draft.id)
+                .order_by(AnnouncementRecipient.user_id)
+            ).all()
+            for recipient in recipients[::3]:
+                recipient.read_at = recipient.confirmed_at = now
+    # One for next week, still waiting for its time.
+    scheduled = announcements.create_draft(
+        db,
+        actor=leader,
+        data=announcements.AnnouncementInput(
+            category="information",
+            source_locale="de",
+            audience=Audience(kita_ids=(sonnenschein.id,)),
+            phrase_key="rain_clothes",
+            scheduled_at=now + timedelta(days=6),
+        ),
+        now=now,
+    )
+    announcements.schedule(db, actor=leader, announcement=scheduled, now=now)
+    db.flush()
+    return created + 1
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+#: Working hours of every demo Kita: Monday to Thursday 7:30-16:30, Friday 7:30-14:00.
+DEMO_WORKING_HOURS = {
+    **{weekday: (time(7, 30), time(16, 30)) for weekday in range(4)},
+    4: (time(7, 30), time(14, 0)),
+}
+#: (family language, team, topic, messages as (from staff, text), needs an interpreter)
+DEMO_CONVERSATIONS: tuple[tuple[str, str, str, tuple[tuple[bool, str], ...], bool], ...] = (
+    (
+        "tr",
+        "group",
+        "absence",
+        (
+            (False, "Merhaba, kızım bugün ateşi olduğu için evde kalacak. "
+                    "Yarın doktora gideceğiz."),
+            (True, "Gute Besserung! Danke für die Nachricht. Sagen Sie uns bitte Bescheid, "
+                   "wann Ihre Tochter wiederkommt."),
+            (False, "Teşekkürler, perşembe günü tekrar geleceğiz."),
+        ),
+        False,
+    ),
+    (
+        "ar",
+        "group",
+        "pickup",
+        (
+            (False, "مرحبا، هل يمكن لجدة ابني أن تأخذه اليوم من الروضة؟"),
+            (True, "Ja, gerne. Bitte geben Sie uns den Namen der Großmutter schriftlich, "
+                   "am besten hier als Nachricht."),
+        ),
+        False,
+    ),
+    (
+        "uk",
+        "office",
+        "appointment",
+        (
+            (False, "Добрий день! Ми хотіли б домовитися про зустріч щодо розвитку нашої дитини."),
+            (True, "Guten Tag, sehr gerne. Passt Ihnen Dienstag um 15 Uhr? Wir organisieren "
+                   "eine Dolmetscherin für das Gespräch."),
+        ),
+        True,
+    ),
+)  # fmt: skip
+
+
+def load_demo_conversations(
+    db: Session,
+    *,
+    keys: KeyService,
+    blobs: BlobStore,
+    translator: Translator,
+    now: datetime,
+) -> int:
+    """Working hours for every demo Kita and a few conversations between families and teams
+    (Turkish, Arabic and Ukrainian parents; German answers), through the real services, so
+    everything is encrypted and translated as in use. Does nothing when the demo city is
+    missing or already has conversations; returns how many conversations were created."""
+    provider_id = db.scalars(select(Provider.id).where(Provider.name == DEMO_PROVIDER)).first()
+    if provider_id is None:
+        return 0
+    kitas = list(db.scalars(select(Kita).where(Kita.provider_id == provider_id)))
+    kita_ids = [kita.id for kita in kitas]
+    for kita in kitas:
+        if not conversations.working_hours(db, kita.id):
+            db.add_all(
+                WorkingHours(kita_id=kita.id, weekday=weekday, starts=span[0], ends=span[1])
+                for weekday, span in DEMO_WORKING_HOURS.items()
+            )
+    db.flush()
+    if db.scalars(select(Conversation.id).where(Conversation.kita_id.in_(kita_ids))).first():
+        return 0
+    created = 0
+    used: set[uuid.UUID] = set()
+    for number, (language, team, topic, messages, interpreter) in enumerate(DEMO_CONVERSATIONS):
+        # The first demo parent (eltern1, Turkish) gets the first conversation.
+        found = db.execute(
+            select(User, Child)
+            .join(GuardianLink, GuardianLink.user_id == User.id)
+            .join(Child, Child.id == GuardianLink.child_id)
+            .where(
+                User.locale == language,
+                Child.kita_id.in_(kita_ids),
+                Child.group_id.is_not(None),
+                GuardianLink.has_custody.is_(True),
+            )
+            .order_by(User.email != f"eltern1@{DEMO_DOMAIN}", Child.kita_id, User.email)
+        ).all()
+        match = next(((p, c) for p, c in found if c.id not in used), None)
+        if match is None:
+            continue
+        parent, child = match
+        used.add(child.id)
+        if team == "group":
+            staff_user = db.scalars(
+                select(User)
+                .join(GroupAssignment, GroupAssignment.user_id == User.id)
+                .where(GroupAssignment.group_id == child.group_id)
+                .order_by(User.email)
+            ).first()
+        else:
+            staff_user = db.scalars(
+                select(User)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.kita_id == child.kita_id, Membership.role == Role.LEADER)
+                .order_by(User.email)
+            ).first()
+        if staff_user is None:
+            continue
+        family, staff = load_actor(db, parent), load_actor(db, staff_user)
+        at = now - timedelta(days=3 - number, hours=5)
+        first_staff, first_text = messages[0]
+        result = conversations.start_conversation(
+            db,
+            actor=staff if first_staff else family,
+            keys=keys,
+            blobs=blobs,
+            translator=translator,
+            draft=conversations.ConversationDraft(child.id, Team(team), topic, first_text),
+            writer_locale=language,
+            now=at,
+        )
+        for offset, (from_staff, text) in enumerate(messages[1:], start=1):
+            conversations.post_message(
+                db,
+                actor=staff if from_staff else family,
+                side=ConversationSide.STAFF if from_staff else ConversationSide.FAMILY,
+                keys=keys,
+                blobs=blobs,
+                translator=translator,
+                conversation=result.conversation,
+                body=text,
+                writer_locale="de" if from_staff else language,
+                now=at + timedelta(hours=offset * 2),
+            )
+        if interpreter:
+            conversations.set_needs_interpreter(
+                db, actor=staff, conversation=result.conversation, needed=True, now=at
+            )
+        created += 1
+    db.flush()
+    return created

@@ -7,12 +7,14 @@ section, and only the sections the actor has.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kita.access import Actor, managed_kitas
 from kita.models.organisation import Child, Group, Kita
+from kita.services.feed import Feed, build_feed
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,16 @@ class Overview:
     children: list[ChildSummary]
     groups: list[GroupSummary]
     managed_kitas: list[KitaSummary]
+    #: The parent's feed (announcements, confirmations due, conversations); None for staff
+    #: without children.
+    feed: Feed | None = None
 
 
-def build_overview(db: Session, actor: Actor) -> Overview:
-    """The actor's own children (as guardian), assigned groups and managed Kitas, by name."""
+def build_overview(
+    db: Session, actor: Actor, *, locale: str | None = None, now: datetime | None = None
+) -> Overview:
+    """The actor's own children (as guardian), assigned groups and managed Kitas, by name;
+    for guardians also their feed, in ``locale`` (default: the account's language)."""
     children: list[ChildSummary] = []
     if actor.child_ids:
         rows = db.execute(
@@ -71,4 +79,9 @@ def build_overview(db: Session, actor: Actor) -> Overview:
     if actor.may_administer:
         query = managed_kitas(actor).with_only_columns(Kita.id, Kita.name)
         managed = [KitaSummary(str(kita_id), name) for kita_id, name in db.execute(query)]
-    return Overview(children=children, groups=groups, managed_kitas=managed)
+    feed = None
+    if children:
+        feed = build_feed(
+            db, actor, locale=locale or actor.user.locale or "de", now=now or datetime.now(UTC)
+        )
+    return Overview(children=children, groups=groups, managed_kitas=managed, feed=feed)

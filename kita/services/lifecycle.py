@@ -108,6 +108,13 @@ from kita.models.documentation import (
     DocumentationTemplate,
     EducationalArea,
 )
+from kita.models.messaging import (
+    Attachment,
+    Conversation,
+    ConversationMessage,
+    ConversationMessageTranslation,
+    ConversationRead,
+)
 from kita.models.organisation import Child, GuardianLink, Kita
 from kita.reports import AreaSection, FamilyExport, Portfolio, PortfolioEntry, Record, Table
 from kita.services.consent import PURPOSE_LABELS, consent_history
@@ -139,6 +146,11 @@ _ID_BATCH = 500
 
 #: Tables a shred deletes from, in dependency order; VACUUMed afterwards on PostgreSQL.
 SHREDDED_TABLES: tuple[str, ...] = (
+    "attachments",
+    "conversation_message_translations",
+    "conversation_messages",
+    "conversation_reads",
+    "conversations",
     "documentation_photos",
     "documentation_revisions",
     "documentation_entry_areas",
@@ -527,7 +539,18 @@ def _delete_child_rows(db: Session, child_id: uuid.UUID) -> int:
     """Delete every row of the child, dependants first (the foreign keys cascade as well; the
     explicit order keeps this correct whatever a migration says). Returns the rows deleted."""
     entries = select(DocumentationEntry.id).where(DocumentationEntry.child_id == child_id)
+    conversations = select(Conversation.id).where(Conversation.child_id == child_id)
+    messages = select(ConversationMessage.id).where(
+        ConversationMessage.conversation_id.in_(conversations)
+    )
     statements = (
+        delete(Attachment).where(Attachment.message_id.in_(messages)),
+        delete(ConversationMessageTranslation).where(
+            ConversationMessageTranslation.message_id.in_(messages)
+        ),
+        delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(conversations)),
+        delete(ConversationRead).where(ConversationRead.conversation_id.in_(conversations)),
+        delete(Conversation).where(Conversation.child_id == child_id),
         delete(DocumentationPhoto).where(DocumentationPhoto.child_id == child_id),
         delete(DocumentationRevision).where(DocumentationRevision.entry_id.in_(entries)),
         delete(DocumentationEntryArea).where(DocumentationEntryArea.entry_id.in_(entries)),
@@ -572,8 +595,20 @@ def shred_child(
                 select(DocumentationPhoto.blob_id).where(DocumentationPhoto.child_id == child_id)
             )
         )
+        # The child's conversations have data keys of their own, and their attachments blobs.
+        conversation_ids = list(
+            db.scalars(select(Conversation.id).where(Conversation.child_id == child_id))
+        )
+        blob_ids += list(
+            db.scalars(
+                select(Attachment.blob_id)
+                .join(ConversationMessage, ConversationMessage.id == Attachment.message_id)
+                .where(ConversationMessage.conversation_id.in_(conversation_ids))
+            )
+        )
         entries = _count_children_rows(db, DocumentationEntry, [child_id])
         shredded_keys = keys.shred(child_id)  # the point of no return
+        shredded_keys += sum(keys.shred(conversation_id) for conversation_id in conversation_ids)
         deleted_blobs = sum(1 for blob_id in blob_ids if blobs.delete(blob_id))
         db.expunge(child)
         rows = _delete_child_rows(db, child_id)

@@ -119,6 +119,7 @@ def upgrade() -> None:
     sa.Column('created_at', kita.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', kita.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revoked_at', kita.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lock_minutes', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['kita_id'], ['kitas.id'], name=op.f('fk_tablets_kita_id_kitas')),
     sa.ForeignKeyConstraint(['paired_by_id'], ['users.id'], name=op.f('fk_tablets_paired_by_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tablets')),
@@ -126,6 +127,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tablets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tablets_kita_id'), ['kita_id'], unique=False)
+
+    op.create_table('tablet_outbox_keys',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('tablet_id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('key_ct', sa.LargeBinary(), nullable=False),
+    sa.Column('key_version', sa.Integer(), nullable=False),
+    sa.Column('created_at', kita.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tablet_id'], ['tablets.id'], name=op.f('fk_tablet_outbox_keys_tablet_id_tablets'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_tablet_outbox_keys_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tablet_outbox_keys')),
+    sa.UniqueConstraint('tablet_id', 'user_id', name=op.f('uq_tablet_outbox_keys_tablet_id_user_id'))
+    )
+    with op.batch_alter_table('tablet_outbox_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tablet_outbox_keys_user_id'), ['user_id'], unique=False)
 
     op.create_table('translation_memory',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -355,6 +371,10 @@ def downgrade() -> None:
     op.drop_table('announcement_recipients')
     op.drop_table('working_hours')
     op.drop_table('translation_memory')
+    with op.batch_alter_table('tablet_outbox_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tablet_outbox_keys_user_id'))
+
+    op.drop_table('tablet_outbox_keys')
     with op.batch_alter_table('tablets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tablets_kita_id'))
 

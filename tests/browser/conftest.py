@@ -283,13 +283,23 @@ _DUMP_STORAGE_JS = """async () => {
 
 
 @pytest.fixture
+def browser_options() -> dict[str, Any]:
+    """Extra options for launching the ``browser`` fixture's Chromium (a test module overrides
+    this fixture, e.g. to give the browser a desktop notification server)."""
+    return {}
+
+
+@pytest.fixture
 def browser(
-    playwright: Playwright, live_server: LiveServer, tmp_path: Path
+    playwright: Playwright,
+    live_server: LiveServer,
+    tmp_path: Path,
+    browser_options: dict[str, Any],
 ) -> Iterator[BrowserSession]:
     """A fresh Chromium profile on the live server. After the test, no request may have gone to
     another host and the page may not have hit the Content-Security-Policy."""
     profile = tmp_path / "chromium-profile"
-    context = launch_chromium(playwright, profile)
+    context = launch_chromium(playwright, profile, **browser_options)
     page = context.pages[0] if context.pages else context.new_page()
     session = BrowserSession(context=context, page=page, server=live_server)
     context.on("request", lambda request: session.requests.append(request.url))

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy.orm import Session
 
 from tests.browser.conftest import BrowserSession, Seed, set_locale
+from tests.browser.test_tablet import TabletSeed, make_staff, pair, unlock, write
 
 pytestmark = pytest.mark.browser
 
@@ -47,8 +49,10 @@ def test_parent_pages_have_no_serious_axe_violations(
     problems = _check(browser, "/login", locale)
     set_locale(db, seed.parent, locale)
     browser.log_in(seed.parent)
-    for path in ("/home", "/account"):
+    for path in ("/home", "/account", "/settings/notifications"):
         problems += _check(browser, path, locale)
+    # The push opt-in was checked as a visitor sees it: its script ran and chose a status.
+    assert browser.page.locator("[data-push-optin] [data-state]:visible").count() == 1
     assert problems == []
 
 
@@ -112,3 +116,39 @@ def test_skip_link_and_language_switch_by_keyboard(browser: BrowserSession, loca
     browser.page.keyboard.press("Tab")
     browser.page.keyboard.press("Enter")
     assert browser.page.evaluate("() => document.activeElement.id") == "main"
+
+
+@pytest.fixture
+def staff(db: Session, app: Flask, seed: Seed) -> TabletSeed:
+    return make_staff(db, app, seed)
+
+
+@pytest.mark.parametrize("locale", list(LANGUAGES))
+def test_tablet_pages_have_no_serious_axe_violations(
+    browser: BrowserSession, staff: TabletSeed, db: Session, locale: str
+) -> None:
+    """The shared tablet's pages: the tiles and the PIN pad (before anyone is unlocked), today's
+    view with the capture form open and an entry in the outbox, the PIN setting, and the
+    leader's pairing page."""
+    seed = staff.seed
+    for user in (staff.educator, seed.leader):
+        set_locale(db, user, locale)
+    pair(browser, db, staff)
+    browser.goto("/tablet")
+    if locale != "de":
+        _switch_language(browser, locale)
+    problems = _check(browser, "/tablet", locale)
+    problems += _check(browser, f"/tablet/unlock/{staff.educator.id}", locale)
+    unlock(browser, staff.educator)
+    write(browser, f"Beobachtung {seed.marker}", photo=False)
+    browser.page.wait_for_selector("#outbox-list li.outbox-synced")
+    browser.page.locator("[data-capture]").first.click()
+    assert browser.page.locator("html").get_attribute("dir") == LANGUAGES[locale]
+    problems += [f"/tablet/today: {problem}" for problem in _serious(browser.run_axe())]
+    problems += _check(browser, "/account/pin", locale)
+    browser.page.locator("#tablet-lock button, form[data-logout] button").first.click()
+    browser.page.wait_for_url("**/tablet")
+    browser.log_in(seed.leader)
+    problems += _check(browser, f"/admin/kitas/{seed.kita.id}/tablets", locale)
+    assert "Tablet Marienkäfer" in browser.page.locator("main").inner_text()
+    assert problems == []

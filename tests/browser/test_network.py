@@ -27,7 +27,7 @@ def test_a_tour_of_the_app_requests_nothing_but_the_app(
 ) -> None:
     set_locale(db, seed.leader, "ar")
     browser.log_in(seed.parent)
-    for path in ("/home", "/account", "/offline"):
+    for path in ("/home", "/account", "/settings/notifications", "/offline"):
         browser.goto(path)
     browser.wait_for_service_worker()
     browser.log_out()
@@ -39,6 +39,7 @@ def test_a_tour_of_the_app_requests_nothing_but_the_app(
     paths = {url.removeprefix(browser.server.base_url).split("?")[0] for url in browser.requests}
     # The log covers pages, subresources, the manifest and the worker's own fetches.
     expected = {"/home", "/static/app.css", "/static/app.js", "/manifest.webmanifest", "/sw.js"}
+    expected.add("/static/push.js")  # the push opt-in, on the notification settings only
     assert expected <= paths
     assert browser.foreign_requests() == []
 
@@ -68,7 +69,7 @@ def test_main_pages_fit_a_320_pixel_screen(
     browser.page.set_viewport_size({"width": 320, "height": 640})
     browser.log_in(seed.parent)
     wide = {}
-    for path in ("/login", "/home", "/account"):
+    for path in ("/login", "/home", "/account", "/settings/notifications"):
         browser.goto(path)
         width = browser.page.evaluate("() => document.documentElement.scrollWidth")
         if width > 320:
@@ -77,8 +78,8 @@ def test_main_pages_fit_a_320_pixel_screen(
         small = browser.page.evaluate(
             """() => [...document.querySelectorAll(`main button, main input:not([type=hidden]),
                        main select, .topbar button, .topbar select`)]
-                .filter((el) => el.getBoundingClientRect().height < 44
-                  && el.type !== "checkbox")
+                .filter((el) => el.getClientRects().length > 0  // shown at all
+                  && el.getBoundingClientRect().height < 44 && el.type !== "checkbox")
                 .map((el) => el.outerHTML.slice(0, 80))"""
         )
         assert small == [], f"{path}: {small}"

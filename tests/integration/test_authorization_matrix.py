@@ -17,6 +17,7 @@ import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kita.access import load_actor
@@ -24,10 +25,26 @@ from kita.blobs import BlobStore
 from kita.models.accounts import Membership, Role, User
 from kita.models.documentation import ConsentPurpose
 from kita.models.imports import CsvImport
+from kita.models.messaging import Announcement, Attachment, Tablet, Team
 from kita.models.organisation import Child, Group, GuardianLink, Kita, Provider
-from kita.services import consent, documentation, invitations, photos
+from kita.services import (
+    announcements,
+    consent,
+    conversations,
+    documentation,
+    invitations,
+    photos,
+)
+from kita.services.translation import Translator
 from tests.conftest import csrf_token, login_as
-from tests.factories import make_child, make_group, make_kita, make_provider, make_user
+from tests.factories import (
+    make_announcement_attachment,
+    make_child,
+    make_group,
+    make_kita,
+    make_provider,
+    make_user,
+)
 
 # Decisions: public (everyone), user (every logged-in person), manage (leaders of the object's
 # Kita and admins of its provider), admin_home (anyone who manages some Kita), provider_admin
@@ -76,6 +93,10 @@ EXPECTED: dict[str, str] = {
     "imports.preview": "manage",
     "imports.commit": "manage",
     "api.session_info": "user",
+    "api.push_key": "user",
+    "api.push_subscribe": "user",
+    "api.push_unsubscribe": "user",
+    "notifications.settings": "user",
     # Development documentation: "doc_staff" = educators of the child's group and leaders of
     # its Kita; "doc_family" = those plus the child's parents (they see the shared entries).
     "api.get_observation": "doc_staff",
@@ -114,6 +135,47 @@ EXPECTED: dict[str, str] = {
     "documentation.templates": "manage",
     "documentation.template_new": "manage",
     "documentation.template_archive": "manage",
+    # Shared staff tablets: leaders pair and revoke; the device's own pages are public (they
+    # check the device cookie, which no actor here holds); the PIN page is for the people who
+    # may unlock a tablet ("tablet_staff": leaders and educators); the outbox key only for a
+    # session unlocked on a tablet ("tablet_session", which no actor here has).
+    "tablets.manage": "manage",
+    "tablets.revoke": "manage",
+    "tablets.pin": "tablet_staff",
+    "tablets.start": "public",
+    "tablets.unlock": "public",
+    "tablets.lock": "public",
+    "tablets.today": "user",
+    "api.tablet_outbox_key": "tablet_session",
+    # Conversations: "conv_team" = the child's parents (with custody), the educators of the
+    # conversation's group and the leaders of its Kita; "conv_staff" = the latter two only.
+    "conversations.inbox": "user",
+    "conversations.new": "user",
+    "conversations.thread": "conv_team",
+    "conversations.reply": "conv_team",
+    "conversations.attachment": "conv_team",
+    "conversations.interpreter": "conv_staff",
+    "conversations.working_hours": "manage",
+    # Announcements for staff: "announce_home" = anyone who writes announcements somewhere
+    # (provider admins, leaders, educators with a group); "announce" = who may manage the
+    # matrix's announcement, which the group's educator sent to the group (its educators, the
+    # Kita's leaders and the provider's admins).
+    "announcements.index": "announce_home",
+    "announcements.new": "announce_home",
+    "announcements.detail": "announce",
+    "announcements.edit": "announce",
+    "announcements.preview": "announce",
+    "announcements.send": "announce",
+    "announcements.recall": "announce",
+    # The parents' messages: "recipient" = a parent the announcement was sent to;
+    # "announcement_reader" = its recipients and the Kita's staff who handle it (attachments);
+    # reach and letters for the same people as "announce".
+    "messages.feed_page": "user",
+    "messages.announcement": "recipient",
+    "messages.confirm": "recipient",
+    "messages.attachment": "announcement_reader",
+    "messages.reach_page": "announce",
+    "messages.letters": "announce",
 }
 
 ACTORS = (
@@ -144,6 +206,11 @@ class KitaObjects:
     import_id: uuid.UUID
     entry_id: uuid.UUID
     photo_id: uuid.UUID
+    conversation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    conversation_attachment_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    announcement_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    tablet_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    attachment_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def url_values(self) -> dict[str, Any]:
         return {
@@ -157,6 +224,11 @@ class KitaObjects:
             "import_id": self.import_id,
             "entry_id": self.entry_id,
             "photo_id": self.photo_id,
+            "conversation_id": self.conversation_id,
+            "conversation_attachment_id": self.conversation_attachment_id,
+            "announcement_id": self.announcement_id,
+            "tablet_id": self.tablet_id,
+            "attachment_id": self.attachment_id,
             "token": "not-a-real-token-" + "x" * 10,
             "filename": "app.css",
         }
@@ -216,7 +288,8 @@ def _kita_objects(db: Session, app: Flask, provider: Provider) -> KitaObjects:
     db.commit()
     link = next(link for link in child.guardian_links if link.user_id == guardian.id)
     membership = next(m for m in staff.memberships if m.kita_id == kita.id)
-    return KitaObjects(
+    conversation_id, conversation_attachment_id = _conversation(app, db, guardian, child)
+    objects = KitaObjects(
         provider,
         kita,
         group,
@@ -229,6 +302,37 @@ def _kita_objects(db: Session, app: Flask, provider: Provider) -> KitaObjects:
         entry.id,
         photo.id,
     )
+    objects.conversation_id = conversation_id
+    objects.conversation_attachment_id = conversation_attachment_id
+    return objects
+
+
+def _conversation(
+    app: Flask, db: Session, guardian: User, child: Child
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A conversation of the family with the group team, whose first message has a PDF."""
+    state = app.extensions["kita"]
+    result = conversations.start_conversation(
+        db,
+        actor=load_actor(db, guardian),
+        keys=state.keys,
+        blobs=BlobStore(state.config.blob_dir),
+        translator=Translator(db, None, use_memory=False),
+        draft=conversations.ConversationDraft(
+            child_id=child.id,
+            team=Team.GROUP,
+            topic="question",
+            body="Hallo, wann ist das Sommerfest?",
+            uploads=[conversations.Upload("plan.pdf", b"%PDF-1.4 matrix")],
+        ),
+        writer_locale="de",
+        now=datetime.now(UTC),
+    )
+    db.commit()
+    attachment = db.scalars(
+        select(Attachment).where(Attachment.message_id == result.message.id)
+    ).one()
+    return result.conversation.id, attachment.id
 
 
 @pytest.fixture
@@ -239,6 +343,8 @@ def world(db: Session, app: Flask) -> World:
     sibling_kita = make_kita(db, own.provider)
     other_child = make_child(db, make_group(db, sibling_kita))
     world = World(own, foreign)
+    for objects in (own, foreign):
+        objects.tablet_id = _make_tablet(db, objects)
     world.actors = {
         "anonymous": None,
         "parent": make_user(db, roles=[(kita, Role.PARENT)], children=[child]),
@@ -252,7 +358,55 @@ def world(db: Session, app: Flask) -> World:
         "admin": make_user(db, admin_of=own.provider),
         "admin_other_provider": make_user(db, admin_of=foreign.provider),
     }
+    # Sent after the actors exist, so the matrix's parent is among its recipients.
+    for objects in (own, foreign):
+        objects.announcement_id = _announcement(app, db, objects)
+        objects.attachment_id = _announcement_attachment(app, db, objects.announcement_id)
     return world
+
+
+def _announcement(app: Flask, db: Session, objects: KitaObjects) -> uuid.UUID:
+    """An announcement the group's educator sent to the group (a free text, untranslated)."""
+    author = load_actor(db, objects.staff)
+    now = datetime.now(UTC)
+    draft = announcements.create_draft(
+        db,
+        actor=author,
+        data=announcements.AnnouncementInput(
+            category="information",
+            source_locale="de",
+            audience=announcements.Audience(group_ids=(objects.group.id,)),
+            title="Sommerfest",
+            body="Am Freitag feiern wir.",
+        ),
+        now=now,
+    )
+    announcements.send(db, draft, now, Translator(db, None), app.extensions["kita"].keys)
+    db.commit()
+    return draft.id
+
+
+def _announcement_attachment(app: Flask, db: Session, announcement_id: uuid.UUID) -> uuid.UUID:
+    """A PDF attached to the announcement (stored encrypted, as the compose form does)."""
+    state = app.extensions["kita"]
+    announcement = db.get(Announcement, announcement_id)
+    assert announcement is not None
+    return make_announcement_attachment(
+        db, state.keys, BlobStore(state.config.blob_dir), announcement
+    ).id
+
+
+def _make_tablet(db: Session, objects: KitaObjects) -> uuid.UUID:
+    """A tablet paired to the Kita (its device token is unknown to every actor)."""
+    tablet = Tablet(
+        kita_id=objects.kita.id,
+        name="Tablet",
+        token_hash=uuid.uuid4().bytes * 2,
+        paired_by_id=objects.staff.id,
+    )
+    db.add(tablet)
+    db.commit()
+    return tablet.id
 
 
 def _allowed(decision: str, actor: str, target: str) -> bool:
@@ -263,6 +417,10 @@ def _allowed(decision: str, actor: str, target: str) -> bool:
         return False
     if decision == "user":
         return True
+    if decision == "tablet_staff":
+        return actor in {"educator", "leader"}
+    if decision == "tablet_session":
+        return False
     manages_own = actor in {"leader", "admin"}
     if decision == "admin_home":
         return manages_own or actor == "admin_other_provider"
@@ -276,9 +434,24 @@ def _allowed(decision: str, actor: str, target: str) -> bool:
     # Only the leaders of the child's Kita (consents filed on paper).
     if decision == "doc_leader":
         return target == "own" and actor == "leader"
+    if decision in {"conv_team", "conv_staff"}:
+        team = {"educator", "leader"} | ({"parent"} if decision == "conv_team" else set())
+        return target == "own" and actor in team
     # Only the child's own parents (the family's page of the child).
     if decision == "doc_guardian":
         return target == "own" and actor == "parent"
+    if decision == "announce_home":
+        return actor in {"educator", "leader", "admin", "admin_other_provider"}
+    if decision == "announce":
+        return (target == "own" and actor in {"educator", "leader", "admin"}) or (
+            target == "foreign" and actor == "admin_other_provider"
+        )
+    if decision == "recipient":
+        return target == "own" and actor == "parent"
+    if decision == "announcement_reader":
+        return (target == "own" and actor in {"parent", "educator", "leader", "admin"}) or (
+            target == "foreign" and actor == "admin_other_provider"
+        )
     if decision == "manage":
         return (target == "own" and manages_own) or (
             target == "foreign" and actor == "admin_other_provider"

@@ -431,3 +431,71 @@ def test_kita_retention_run_counts_with_dry_run_then_shreds(
     assert "Shredded 1 children: 1 data keys" in done.output
     assert world.child.first_name not in done.output
     assert not has_key(keys, world.child.id)
+
+
+# --- conversations go with the child ---------------------------------------------------------
+
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00"
+    b"\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def test_shredding_a_child_destroys_its_conversations_their_keys_and_attachments(
+    db: Session, database: Database, keys: KeyService, blobs: BlobStore, world: World
+) -> None:
+    from kita.access import load_actor
+    from kita.models.messaging import Attachment, Conversation, ConversationMessage, Team
+    from kita.services import conversations
+    from kita.services.translation import Translator
+
+    started = {}
+    for child, parent in ((world.child, world.parent), (world.other_child, world.other_parent)):
+        result = conversations.start_conversation(
+            db,
+            actor=load_actor(db, parent),
+            keys=keys,
+            blobs=blobs,
+            translator=Translator(db, None, use_memory=False),
+            draft=conversations.ConversationDraft(
+                child.id,
+                Team.GROUP,
+                "question",
+                "Eine Frage",
+                (conversations.Upload("bild.png", PNG_BYTES),),
+            ),
+            writer_locale="de",
+            now=NOW - timedelta(days=1),
+        )
+        db.commit()
+        started[child.id] = result.conversation.id
+    blob_of = dict(
+        db.execute(
+            select(Conversation.child_id, Attachment.blob_id)
+            .join(ConversationMessage, ConversationMessage.conversation_id == Conversation.id)
+            .join(Attachment, Attachment.message_id == ConversationMessage.id)
+        ).all()
+    )
+
+    def has_conversation_key(conversation_id: uuid.UUID) -> bool:
+        keys.clear_cache()
+        try:
+            keys.data_key(conversation_id, KeyKind.CONVERSATION, create=False)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    assert has_conversation_key(started[world.child.id])
+    assert blobs.exists(blob_of[world.child.id])
+
+    gone, kept = world.child.id, world.other_child.id
+    report = shred(db, database, keys, blobs)
+    assert report.shredded == [gone]
+
+    db.expire_all()
+    assert set(db.scalars(select(Conversation.id))) == {started[kept]}
+    assert not has_conversation_key(started[gone])
+    assert has_conversation_key(started[kept])
+    assert not blobs.exists(blob_of[gone])
+    assert blobs.exists(blob_of[kept])

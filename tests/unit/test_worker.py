@@ -27,7 +27,11 @@ def test_jobs_purge_sessions_and_erase_old_uploads(app: Flask, db: Session) -> N
     db.add(CsvImport(kita_id=kita.id, created_by_id=user.id, content="a;b", created_at=old))
     db.commit()
     done = Worker(_context(app)).run_due()
-    assert done == {"sessions.purge": 1, "imports.erase_expired": 1, "retention.shred": 0}
+    assert {name: done[name] for name in ("sessions.purge", "imports.erase_expired")} == {
+        "sessions.purge": 1,
+        "imports.erase_expired": 1,
+    }
+    assert done["retention.shred"] == 0
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(ServerSession)) == 0
     assert db.scalars(select(CsvImport.content)).one() == ""
@@ -60,4 +64,5 @@ def test_a_second_run_changes_nothing(app: Flask, db: Session) -> None:
     worker = Worker(_context(app))
     worker.run_due(now=0)
     again = Worker(_context(app)).run_due(now=0)
-    assert again == {"sessions.purge": 0, "imports.erase_expired": 0, "retention.shred": 0}
+    assert set(again.values()) == {0}
+    assert {"sessions.purge", "imports.erase_expired", "retention.shred"} <= again.keys()

@@ -88,25 +88,32 @@ export async function subscribe() {
     return permission;
   }
   const key = keyBytes((await (await call(KEY_URL)).json()).publicKey);
-  const registration = await navigator.serviceWorker.ready;
+  const registration = await withTimeout(navigator.serviceWorker.ready);
   let subscription = await registration.pushManager.getSubscription();
   if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
     // Made for another server key (the server's keys were replaced): useless now.
     await subscription.unsubscribe();
     subscription = null;
   }
-  subscription ||= await registration.pushManager.subscribe({
-    userVisibleOnly: true,
-    applicationServerKey: key,
-  });
+  subscription ||= await withTimeout(
+    registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
+  );
   await register(subscription);
   return "granted";
+}
+
+/** The browser's push service may be out of reach (offline, blocked): it then never answers, and
+ *  the page says it failed instead of waiting forever. */
+function withTimeout(promise) {
+  const ms = Number(document.querySelector("[data-push-optin]")?.dataset.timeoutMs) || 20000;
+  const late = new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), ms));
+  return Promise.race([promise, late]);
 }
 
 /** Stop notifications on this device: the browser drops the subscription at once (so nothing
  *  arrives even if the server cannot be told now), then the server forgets it. */
 export async function unsubscribe() {
-  const registration = await navigator.serviceWorker.ready;
+  const registration = await withTimeout(navigator.serviceWorker.ready);
   const subscription = await registration.pushManager.getSubscription();
   if (subscription) {
     await subscription.unsubscribe();
@@ -125,7 +132,7 @@ export async function currentState() {
   if (Notification.permission === "denied") {
     return "denied";
   }
-  const registration = await navigator.serviceWorker.ready;
+  const registration = await withTimeout(navigator.serviceWorker.ready);
   const subscription = await registration.pushManager.getSubscription();
   if (subscription && Notification.permission === "granted") {
     // Tell the server again (it answers 200 when it knows it): a lost row heals itself.
@@ -149,8 +156,14 @@ async function act(root, action) {
     const outcome = await action();
     show(root, outcome === "denied" ? "denied" : await currentState());
   } catch (error) {
-    show(root, error instanceof HttpError && [404, 503].includes(error.status) ? "unavailable" : "failed");
+    const unavailable = error instanceof HttpError && [404, 503].includes(error.status);
+    show(root, unavailable ? "unavailable" : "failed");
   }
+  // The pressed button may be gone now: keyboard focus goes to what replaced it.
+  const next = root.querySelector(
+    "[data-push-enable]:not([hidden]), [data-push-disable]:not([hidden])",
+  );
+  (next || root.querySelector(".push-status")).focus();
 }
 
 function init(root) {

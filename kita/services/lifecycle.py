@@ -109,6 +109,7 @@ from kita.models.documentation import (
     EducationalArea,
 )
 from kita.models.messaging import (
+    AnnouncementTarget,
     Attachment,
     Conversation,
     ConversationMessage,
@@ -146,6 +147,7 @@ _ID_BATCH = 500
 
 #: Tables a shred deletes from, in dependency order; VACUUMed afterwards on PostgreSQL.
 SHREDDED_TABLES: tuple[str, ...] = (
+    "announcement_targets",
     "attachments",
     "conversation_message_translations",
     "conversation_messages",
@@ -551,6 +553,7 @@ def _delete_child_rows(db: Session, child_id: uuid.UUID) -> int:
         delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(conversations)),
         delete(ConversationRead).where(ConversationRead.conversation_id.in_(conversations)),
         delete(Conversation).where(Conversation.child_id == child_id),
+        delete(AnnouncementTarget).where(AnnouncementTarget.child_id == child_id),
         delete(DocumentationPhoto).where(DocumentationPhoto.child_id == child_id),
         delete(DocumentationRevision).where(DocumentationRevision.entry_id.in_(entries)),
         delete(DocumentationEntryArea).where(DocumentationEntryArea.entry_id.in_(entries)),

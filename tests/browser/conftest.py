@@ -40,7 +40,7 @@ from kita.db import Database
 from kita.models.accounts import Role, ServerSession, User
 from kita.models.organisation import Child, Group, Kita
 from kita.sessions import _hash
-from tests.browser.chromium import CHROMIUM, launch_chromium
+from tests.browser.chromium import CHROMIUM, TIMEOUT_MS, launch_chromium
 from tests.factories import PASSWORD, make_child, make_group, make_kita, make_user, totp_now
 
 AXE_JS = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -200,7 +200,15 @@ class BrowserSession:
 
     def wait_for_service_worker(self) -> None:
         """Until the worker is active and this page is controlled by it."""
-        self.page.evaluate("() => navigator.serviceWorker.ready")
+        # `ready` never settles when the registration failed: fail instead of waiting forever.
+        ready = self.page.evaluate(
+            """(ms) => Promise.race([
+                 navigator.serviceWorker.ready.then(() => true),
+                 new Promise((resolve) => setTimeout(() => resolve(false), ms)),
+               ])""",
+            TIMEOUT_MS,
+        )
+        assert ready, "the service worker did not become active"
         if not self.page.evaluate("() => navigator.serviceWorker.controller !== null"):
             self.page.reload(wait_until="load")
         self.page.wait_for_function("() => navigator.serviceWorker.controller !== null")

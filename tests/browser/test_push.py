@@ -302,3 +302,23 @@ def test_iphone_outside_the_home_screen_is_told_to_add_the_app_first(
     assert not page.locator("[data-push-enable]").is_visible()
     assert page.locator("details[open]").get_attribute("data-platform") == "ios"
     cdp.detach()
+
+
+def test_turning_on_says_so_when_the_push_service_cannot_be_reached(
+    browser: BrowserSession, seed: Seed, db: Session
+) -> None:
+    """Here, as on a phone without a connection to its push service, the browser never answers
+    ``pushManager.subscribe()``: the page stops waiting, says it failed and offers to retry."""
+    _allow_notifications(browser)
+    browser.log_in(seed.parent)
+    browser.goto("/settings/notifications")
+    browser.wait_for_service_worker()
+    browser.page.locator("[data-push-optin]").evaluate("(el) => { el.dataset.timeoutMs = 500; }")
+    browser.page.locator("[data-push-enable]").click()
+    browser.page.locator("[data-state=failed]").wait_for(state="visible")
+    enable = browser.page.locator("[data-push-enable]")
+    assert enable.is_visible()
+    # The keyboard user is back on the button, ready to try again.
+    assert enable.evaluate("(el) => el === document.activeElement")
+    db.rollback()
+    assert db.scalars(select(PushSubscription)).all() == []

@@ -189,7 +189,12 @@ def new() -> Any:
     actor = require_actor()
     choices = conversations.conversation_children(get_db(), actor)
     if request.method == "GET":
-        return _render_new(choices, {"recipient": request.args.get("recipient", "")}, {})
+        prefill = {
+            "recipient": request.args.get("recipient", ""),
+            # Entry points such as "Report an absence" on the parent's home pre-select a topic.
+            "topic": request.args.get("topic", "") if request.args.get("topic") in TOPICS else "",
+        }
+        return _render_new(choices, prefill, {})
     reader = FormReader(request.form)
     recipient = reader.text("recipient", max_length=100, required=True)
     topic = reader.choice("topic", list(TOPICS))

@@ -67,6 +67,7 @@ from kita.models.organisation import Child, Group, GuardianLink, Kita
 from kita.services import attachments
 from kita.services.lifecycle import LOCAL_TIMEZONE
 from kita.services.organisation import Page
+from kita.services.photos import normalise_image
 from kita.services.translation import Translator
 from kita.translation.detect import detect_language
 
@@ -270,9 +271,18 @@ def check_uploads(uploads: Sequence[Upload]) -> list[CheckedUpload]:
                 {"files": _l("Only PDF documents and JPEG or PNG images can be attached.")}
             )
         _signature, media_type, extension = match
-        checked.append(
-            CheckedUpload(_clean_filename(upload.filename, extension), media_type, upload.data)
-        )
+        data = upload.data
+        if media_type != "application/pdf":
+            # Photos are re-encoded as JPEG: this drops their location and camera data.
+            try:
+                data = normalise_image(upload.data).data
+            except ValidationError:
+                name = _clean_filename(upload.filename, extension)
+                raise ValidationError(
+                    {"files": _l("%(name)s is damaged or not an image we can read.", name=name)}
+                ) from None
+            media_type, extension = "image/jpeg", "jpg"
+        checked.append(CheckedUpload(_clean_filename(upload.filename, extension), media_type, data))
     return checked
 
 

@@ -78,13 +78,14 @@ def family(db: Session) -> Family:
     group = make_group(db, kita, name="Bären")
     child = make_child(db, group, first_name="Deniz", last_name="Yılmaz")
     # The first parent reads the app in English (the assertions name English texts), the
-    # second in Turkish.
+    # second in Turkish. Staff screens are in English too; staff still read and write in the
+    # Kita's language (German), whatever their screen language.
     parent = make_user(db, roles=[(kita, Role.PARENT)], children=[child], locale="en")
     second = make_user(db, roles=[(kita, Role.PARENT)], children=[child], locale="tr")
     educator = make_user(
-        db, roles=[(kita, Role.EDUCATOR)], groups=[group], locale="de", name="Anna Beispiel"
+        db, roles=[(kita, Role.EDUCATOR)], groups=[group], locale="en", name="Anna Beispiel"
     )
-    leader = make_user(db, roles=[(kita, Role.LEADER)], locale="de")
+    leader = make_user(db, roles=[(kita, Role.LEADER)], locale="en")
     return Family(kita, group, child, parent, second, educator, leader)
 
 
@@ -780,3 +781,40 @@ def test_erasure_targets_name_the_conversation_keys_and_blobs(
         [attachment.blob_id],
     )
     assert conversations.erasure_targets_for_child(db, uuid.uuid4()) == ([], [])
+
+
+def test_report_an_absence_from_the_home_page_preselects_child_team_and_topic(
+    client: FlaskClient, login: Any, family: Family
+) -> None:
+    login(family.parent)
+    home = client.get("/home").get_data(as_text=True)
+    match = re.search(r'href="(/conversations/new\?[^"]+)"', home)
+    assert match, "no absence entry point on the parent's home"
+    link = match.group(1).replace("&amp;", "&")
+    assert "topic=absence" in link and str(family.child.id) in link
+    page = client.get(link).get_data(as_text=True)
+    assert re.search(rf'<option value="{family.child.id}/group"\s+selected', page)
+    assert re.search(r'<option value="absence"\s+selected', page)
+    # An unknown topic in the address preselects nothing rather than failing.
+    other = client.get("/conversations/new?topic=nonsense").get_data(as_text=True)
+    assert not re.search(r'<option value="[a-z]+"\s+selected', other)
+
+
+def test_photos_in_conversations_are_re_encoded_without_their_metadata() -> None:
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker-Marker"  # Make
+    Image.new("RGB", (40, 30), "red").save(photo, "JPEG", exif=exif.tobytes())
+    assert b"CameraMaker-Marker" in photo.getvalue()
+
+    (checked,) = conversations.check_uploads(
+        [conversations.Upload("IMG_0001.JPG", photo.getvalue())]
+    )
+
+    assert checked.media_type == "image/jpeg" and checked.filename == "IMG_0001.jpg"
+    assert checked.data.startswith(b"\xff\xd8\xff")
+    assert b"CameraMaker-Marker" not in checked.data

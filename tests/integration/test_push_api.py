@@ -209,7 +209,14 @@ def test_without_csrf_token_nothing_is_stored(
 # --- the settings page -------------------------------------------------------------------------
 
 
+def _read_in_english(db: Session, parent: User) -> None:
+    """The settings page tests name English texts; the API tests' parent reads Turkish."""
+    parent.locale = "en"
+    db.commit()
+
+
 def test_settings_page_saves_preferences(client: FlaskClient, db: Session, parent: User) -> None:
+    _read_in_english(db, parent)
     page = client.get("/settings/notifications")
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and 'name="notify_event"' in text and 'name="quiet_from"' in text
@@ -260,6 +267,7 @@ def test_settings_page_saves_preferences(client: FlaskClient, db: Session, paren
 def test_settings_page_explains_bad_input(
     client: FlaskClient, db: Session, parent: User, data: dict[str, str], field: str, message: str
 ) -> None:
+    _read_in_english(db, parent)
     token = csrf_token(client, "/settings/notifications")
     response = client.post("/settings/notifications", data={"csrf_token": token, **data})
     assert response.status_code == 422

@@ -11,6 +11,8 @@ committed as SENT is never claimed again.
 - gone (404/410): the subscription is deleted (its deliveries with it); a person left without
   any device gets the e-mail fallback for what did not reach them;
 - retry (429/5xx/network): ``attempts + 1``, the next try after ``retry_in`` (Retry-After);
+  after ``MAX_ATTEMPTS`` tries (a day and more of backoff) the notice is given up (SKIPPED,
+  logged): it would arrive too late to help, and the message itself waits in the app;
 - alert (other 4xx): ALERT, an operator alert (host and status only) and an ERROR log line;
   the subscription is kept.
 """
@@ -57,6 +59,9 @@ log = logging.getLogger("kita.push")
 ALERT_KIND = "push_rejected"
 #: A retry is never sooner than this, whatever Retry-After says.
 MIN_RETRY_S = 1.0
+#: Tries before a notice that keeps failing (429/5xx/network) is given up. With the sender's
+#: backoff (capped at an hour) this is more than a day.
+MAX_ATTEMPTS = 30
 #: An identical unresolved alert younger than this is not written again.
 ALERT_QUIET_PERIOD = timedelta(hours=1)
 _CHUNK = 5000  # ids per IN (...): below SQLite's and PostgreSQL's parameter limits
@@ -104,9 +109,10 @@ class DeliveryReport:
     retried: int = 0
     alerts: int = 0
     emails: int = 0
+    given_up: int = 0
 
     def total(self) -> int:
-        return self.delivered + self.gone + self.retried + self.alerts
+        return self.delivered + self.gone + self.retried + self.alerts + self.given_up
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,22 @@ def _apply(
             )
     report.delivered += len(delivered)
 
-    retries = by_outcome[Outcome.RETRY]
+    retries = [item for item in by_outcome[Outcome.RETRY] if item[0].attempts + 1 < MAX_ATTEMPTS]
+    given_up = [item for item in by_outcome[Outcome.RETRY] if item[0].attempts + 1 >= MAX_ATTEMPTS]
+    for chunk in _chunks([claimed.id for claimed, _ in given_up]):
+        db.execute(
+            update(PushDelivery)
+            .where(PushDelivery.id.in_(chunk), pending)
+            .values(
+                status=DeliveryStatus.SKIPPED,
+                attempts=PushDelivery.attempts + 1,
+                claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if given_up:
+        log.warning("push: %d notices given up after %d tries", len(given_up), MAX_ATTEMPTS)
+    report.given_up += len(given_up)
     if retries:
         table = cast(Table, PushDelivery.__table__)
         db.execute(
@@ -503,7 +524,7 @@ async def deliver_due_async(
 
     def record(batch: list[tuple[Claimed, SendResult]]) -> None:
         done = apply_outcomes(database, batch, clock())
-        for name in ("delivered", "gone", "retried", "alerts", "emails"):
+        for name in ("delivered", "gone", "retried", "alerts", "emails", "given_up"):
             setattr(report, name, getattr(report, name) + getattr(done, name))
 
     buffer: list[tuple[Claimed, SendResult]] = []

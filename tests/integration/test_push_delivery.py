@@ -40,7 +40,7 @@ from kita.push.endpoints import parse_subscription
 from kita.push.vapid import VapidKey, VapidSigner, load_vapid_key
 from kita.services import notify
 from kita.services.notify import Recipient
-from kita.services.push_delivery import DeliverySettings, deliver_due
+from kita.services.push_delivery import MAX_ATTEMPTS, DeliverySettings, deliver_due
 from tests.factories import make_child, make_group, make_kita, make_user
 from tests.push_emulator import PushEmulator, running_push_emulator
 
@@ -320,6 +320,45 @@ def test_a_503_with_retry_after_is_retried_after_that_time(
     assert {h["TTL"] for h in handler.seen} == {str(notify.DEFAULT_TTL_SECONDS)}
     db.rollback()
     assert db.scalars(select(PushDelivery.status)).one() == DeliveryStatus.SENT
+
+
+def test_a_notice_that_keeps_failing_is_given_up_after_max_attempts(
+    app: Flask,
+    db: Session,
+    config: KitaConfig,
+    family: dict[str, Any],
+    busy_service: tuple[str, type[_Unavailable]],
+) -> None:
+    origin, handler = busy_service
+    settings = DeliverySettings.from_config(
+        dataclasses.replace(config, push_allowed_origins=(origin,)), concurrency=4
+    )
+    parent = make_user(db, roles=[(family["kita"], Role.PARENT)], locale="ar")
+    device = VapidKey.generate()
+    db.add(
+        PushSubscription(
+            user_id=parent.id,
+            endpoint=f"{origin}/push/1",
+            p256dh=device.public_bytes,
+            auth=b"\x07" * 16,
+        )
+    )
+    db.commit()
+    _announce(db, family["kita"], family["author"], [parent], "event")
+    [delivery] = db.scalars(select(PushDelivery))
+    delivery.attempts = MAX_ATTEMPTS - 1  # a day of 503s behind it
+    db.commit()
+
+    report = deliver_due(_database(app), settings)
+
+    assert (report.claimed, report.given_up, report.retried) == (1, 1, 0)
+    assert len(handler.seen) == 1
+    db.expire_all()
+    row = db.scalars(select(PushDelivery)).one()
+    assert (row.status, row.attempts) == (DeliveryStatus.SKIPPED, MAX_ATTEMPTS)
+    assert deliver_due(_database(app), settings).claimed == 0
+    # The subscription stays: the push service was busy, the device is not gone.
+    assert db.scalar(select(func.count()).select_from(PushSubscription)) == 1
 
 
 def test_recall_before_the_worker_runs_sends_nothing(

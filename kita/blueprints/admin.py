@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from kita import access
@@ -24,7 +26,7 @@ from kita.errors import NotFoundError, ValidationError
 from kita.forms import FormReader, parse_uuid
 from kita.models.accounts import Invitation, Membership, Role
 from kita.models.organisation import Child, Group, GuardianLink, Kita, Relation
-from kita.services import invitations, organisation
+from kita.services import invitations, organisation, push_delivery
 from kita.services.invitations import InvitationRequest, IssuedInvitation
 from kita.web import (
     get_db,
@@ -138,12 +140,34 @@ def _render_issued(kita: Kita, issued: IssuedInvitation, child: Child | None = N
 # --- Kitas -----------------------------------------------------------------------------------
 
 
+#: What the operator alerts of the push and e-mail workers mean (they hold a host and a status).
+ALERT_LABELS: dict[str, object] = {
+    "push_rejected": _l(
+        "A push service refused our notifications: check the VAPID key and contact address."
+    ),
+    "smtp_refused": _l("The mail server refused urgent e-mails: check the SMTP settings."),
+}
+
+
 @bp.route("/")
 @manager_required
 def index() -> Any:
     """The Kitas this person manages."""
-    kitas = get_db().scalars(access.managed_kitas(require_actor())).all()
-    return render_template("admin/index.html", kitas=kitas)
+    actor = require_actor()
+    kitas = get_db().scalars(access.managed_kitas(actor)).all()
+    alerts = [
+        (
+            format_datetime(alert.created_at, "short"),
+            ALERT_LABELS.get(alert.kind, alert.kind),
+            alert.detail,
+        )
+        for alert in (
+            push_delivery.recent_alerts(get_db(), now=datetime.now(UTC))
+            if actor.is_provider_admin
+            else []
+        )
+    ]
+    return render_template("admin/index.html", kitas=kitas, alerts=alerts)
 
 
 def _kita_input(form: FormReader) -> organisation.KitaInput:

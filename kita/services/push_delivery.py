@@ -587,3 +587,25 @@ def deliver_due(
 ) -> DeliveryReport:
     """Synchronous :func:`deliver_due_async` for the worker and the CLI."""
     return asyncio.run(deliver_due_async(database, settings, clock=clock, max_seconds=max_seconds))
+
+
+# --- for the operator ------------------------------------------------------------------------
+
+#: How far back the administration page lists operator alerts.
+ALERTS_SHOWN_DAYS = 14
+
+
+def recent_alerts(db: Session, *, now: datetime, limit: int = 20) -> list[OperatorAlert]:
+    """Unresolved operator alerts of the last ``ALERTS_SHOWN_DAYS`` days, newest first. They
+    name a kind, a host and a status, never a person, so every provider admin may see them."""
+    return list(
+        db.scalars(
+            select(OperatorAlert)
+            .where(
+                OperatorAlert.resolved_at.is_(None),
+                OperatorAlert.created_at >= now - timedelta(days=ALERTS_SHOWN_DAYS),
+            )
+            .order_by(OperatorAlert.created_at.desc())
+            .limit(limit)
+        )
+    )

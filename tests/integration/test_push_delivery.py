@@ -470,3 +470,31 @@ def test_rows_whose_lease_runs_out_go_back_instead_of_being_sent_late(
     assert sorted(handler.paths) == sorted(f"/push/{n}" for n in range(6))  # each once
     db.rollback()
     assert set(db.scalars(select(PushDelivery.status))) == {DeliveryStatus.SENT}
+
+
+def test_operator_alerts_are_shown_to_provider_admins_only(
+    app: Flask, db: Session, family: dict[str, Any]
+) -> None:
+    from tests.conftest import login_as
+
+    kita = family["kita"]
+    db.add(OperatorAlert(kind="push_rejected", detail="push.example.org:443 answered 403"))
+    db.add(
+        OperatorAlert(
+            kind="push_rejected",
+            detail="old.example.org:443 answered 400",
+            created_at=datetime.now(UTC) - timedelta(days=30),
+        )
+    )
+    admin = make_user(db, admin_of=kita.provider, locale="en")
+    leader = make_user(db, roles=[(kita, Role.LEADER)], locale="en")
+    db.commit()
+
+    admin_client, leader_client = app.test_client(), app.test_client()
+    login_as(admin_client, app, admin)
+    login_as(leader_client, app, leader)
+    page = admin_client.get("/admin/").get_data(as_text=True)
+    assert "Alerts for the operator" in page
+    assert "push.example.org:443 answered 403" in page and "check the VAPID key" in page
+    assert "old.example.org" not in page  # older than two weeks
+    assert "Alerts for the operator" not in leader_client.get("/admin/").get_data(as_text=True)

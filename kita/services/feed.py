@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from kita import access
@@ -37,7 +37,7 @@ from kita.models.messaging import (
     Team,
     TranslationStatus,
 )
-from kita.models.organisation import Child, Group, Kita
+from kita.models.organisation import Child, Group, GuardianLink, Kita
 from kita.services.announcements import CATEGORY_ICONS, CATEGORY_LABELS
 from kita.services.attachments import (
     announcement_owner,
@@ -272,15 +272,12 @@ class ConversationSummary:
     closed: bool
 
 
-def conversation_summaries(
-    db: Session, actor: Actor, *, limit: int | None = HOME_LIMIT
-) -> list[ConversationSummary]:
-    """Conversations about the actor's children (as a guardian with custody, the family side),
-    latest activity first, with the number of messages by others the actor has not read."""
-    children = access.custodial_child_ids(db, actor)
-    if not children:
-        return []
-    query = (
+def _family_conversations() -> Select:
+    # The custody check is a subquery, so the home page spends one round trip here.
+    children = select(GuardianLink.child_id).where(
+        GuardianLink.user_id == bindparam("user_id"), GuardianLink.has_custody.is_(True)
+    )
+    return (
         select(
             Conversation.id,
             Conversation.team,
@@ -296,9 +293,20 @@ def conversation_summaries(
         .where(Conversation.child_id.in_(children))
         .order_by(Conversation.last_message_at.desc(), Conversation.id)
     )
-    if limit is not None:
-        query = query.limit(limit)
-    rows = list(db.execute(query))
+
+
+_FAMILY_CONVERSATIONS = _family_conversations()
+
+
+def conversation_summaries(
+    db: Session, actor: Actor, *, limit: int | None = HOME_LIMIT
+) -> list[ConversationSummary]:
+    """Conversations about the actor's children (as a guardian with custody, the family side),
+    latest activity first, with the number of messages by others the actor has not read."""
+    if not actor.child_ids:
+        return []
+    query = _FAMILY_CONVERSATIONS if limit is None else _FAMILY_CONVERSATIONS.limit(limit)
+    rows = list(db.execute(query, {"user_id": actor.id}))
     unread = _unread_counts(db, actor, [row[0] for row in rows])
     return [
         ConversationSummary(
@@ -361,23 +369,51 @@ class Feed:
     unread_announcements: int
 
 
-def build_feed(db: Session, actor: Actor, *, locale: str, now: datetime) -> Feed:
-    """Confirmations due, the latest announcements and the family's conversations."""
-    latest = list_announcements(db, actor, locale=locale, per_page=HOME_LIMIT)
-    unread = db.scalar(
-        select(func.count())
+def _feed_counts() -> Select:
+    sent = Announcement.status == AnnouncementStatus.SENT
+    waiting = and_(
+        sent,
+        Announcement.confirm_required.is_(True),
+        AnnouncementRecipient.confirmed_at.is_(None),
+        or_(
+            Announcement.confirm_deadline.is_(None),
+            Announcement.confirm_deadline > bindparam("now"),
+        ),
+    )
+    return (
+        select(
+            func.count(),
+            func.count().filter(and_(sent, AnnouncementRecipient.read_at.is_(None))),
+            func.count().filter(waiting),
+        )
         .select_from(AnnouncementRecipient)
         .join(Announcement, Announcement.id == AnnouncementRecipient.announcement_id)
         .where(
-            AnnouncementRecipient.user_id == actor.id,
-            AnnouncementRecipient.read_at.is_(None),
-            Announcement.status == AnnouncementStatus.SENT,
+            AnnouncementRecipient.user_id == bindparam("user_id"),
+            Announcement.status.in_(RECEIVED_STATUSES),
         )
     )
+
+
+# Built once: the home page runs it on every view, and building a statement costs more than
+# running it.
+_FEED_COUNTS = _feed_counts()
+
+
+def build_feed(db: Session, actor: Actor, *, locale: str, now: datetime) -> Feed:
+    """Confirmations due, the latest announcements and the family's conversations."""
+    # One aggregate first: how many messages the parent received, how many are unread and
+    # how many wait for a confirmation. Most page views then need no further announcement
+    # query (nothing received, or nothing to confirm).
+    received, unread, to_confirm = db.execute(_FEED_COUNTS, {"user_id": actor.id, "now": now}).one()
+    latest: list[FeedEntry] = []
+    if received:
+        rows = list(db.execute(_newest_first(_received(actor)).limit(HOME_LIMIT)))
+        latest = _entries(db, rows, locale)
     return Feed(
-        confirmations=confirmations_due(db, actor, locale=locale, now=now),
-        announcements=latest.items,
-        more_announcements=latest.has_next,
+        confirmations=confirmations_due(db, actor, locale=locale, now=now) if to_confirm else [],
+        announcements=latest,
+        more_announcements=received > HOME_LIMIT,
         conversations=conversation_summaries(db, actor),
         unread_announcements=unread or 0,
     )

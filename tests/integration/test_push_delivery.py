@@ -281,17 +281,11 @@ def busy_service() -> Iterator[tuple[str, type[_Unavailable]]]:
     server.server_close()
 
 
-def test_a_503_with_retry_after_is_retried_after_that_time(
-    app: Flask,
-    db: Session,
-    config: KitaConfig,
-    family: dict[str, Any],
-    busy_service: tuple[str, type[_Unavailable]],
-) -> None:
-    origin, handler = busy_service
-    settings = DeliverySettings.from_config(
-        dataclasses.replace(config, push_allowed_origins=(origin,)), concurrency=4
-    )
+def _announce_via(
+    db: Session, config: KitaConfig, family: dict[str, Any], origin: str
+) -> DeliverySettings:
+    """An event announced to an Arabic-reading parent whose one device is on the push service
+    at ``origin``; the delivery settings that allow that service."""
     parent = make_user(db, roles=[(family["kita"], Role.PARENT)], locale="ar")
     device = VapidKey.generate()  # any P-256 key serves as the browser's key here
     db.add(
@@ -304,6 +298,20 @@ def test_a_503_with_retry_after_is_retried_after_that_time(
     )
     db.commit()
     _announce(db, family["kita"], family["author"], [parent], "event")
+    return DeliverySettings.from_config(
+        dataclasses.replace(config, push_allowed_origins=(origin,)), concurrency=4
+    )
+
+
+def test_a_503_with_retry_after_is_retried_after_that_time(
+    app: Flask,
+    db: Session,
+    config: KitaConfig,
+    family: dict[str, Any],
+    busy_service: tuple[str, type[_Unavailable]],
+) -> None:
+    origin, handler = busy_service
+    settings = _announce_via(db, config, family, origin)
     start = datetime.now(UTC)
 
     first = deliver_due(_database(app), settings, clock=lambda: start)
@@ -330,21 +338,7 @@ def test_a_notice_that_keeps_failing_is_given_up_after_max_attempts(
     busy_service: tuple[str, type[_Unavailable]],
 ) -> None:
     origin, handler = busy_service
-    settings = DeliverySettings.from_config(
-        dataclasses.replace(config, push_allowed_origins=(origin,)), concurrency=4
-    )
-    parent = make_user(db, roles=[(family["kita"], Role.PARENT)], locale="ar")
-    device = VapidKey.generate()
-    db.add(
-        PushSubscription(
-            user_id=parent.id,
-            endpoint=f"{origin}/push/1",
-            p256dh=device.public_bytes,
-            auth=b"\x07" * 16,
-        )
-    )
-    db.commit()
-    _announce(db, family["kita"], family["author"], [parent], "event")
+    settings = _announce_via(db, config, family, origin)
     [delivery] = db.scalars(select(PushDelivery))
     delivery.attempts = MAX_ATTEMPTS - 1  # a day of 503s behind it
     db.commit()

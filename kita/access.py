@@ -535,6 +535,11 @@ def visible_children(actor: Actor) -> Select[Child]:
 def documentation_groups(actor: Actor) -> Select[Group]:
     """Groups whose children's documentation the actor writes (see ``may_document_group``),
     by Kita and name."""
+    return _groups_where(_led_and_taught_groups(actor))
+
+
+def _led_and_taught_groups(actor: Actor) -> list[ColumnElement[bool]]:
+    """Conditions for the groups of the Kitas the actor leads and the groups she teaches."""
     conditions: list[ColumnElement[bool]] = []
     led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
     if led:
@@ -542,6 +547,10 @@ def documentation_groups(actor: Actor) -> Select[Group]:
     teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
     if actor.group_ids and teaching:
         conditions.append(Group.id.in_(actor.group_ids) & Group.kita_id.in_(teaching))
+    return conditions
+
+
+def _groups_where(conditions: list[ColumnElement[bool]]) -> Select[Group]:
     return (
         select(Group)
         .join(Kita, Kita.id == Group.kita_id)
@@ -903,23 +912,12 @@ def get_announcement_for_staff(
 
 def announceable_groups(actor: Actor) -> Select[Group]:
     """Groups the actor may write to, by Kita and name."""
-    conditions: list[ColumnElement[bool]] = []
+    conditions = _led_and_taught_groups(actor)
     if actor.admin_provider_id is not None:
         conditions.append(
             Group.kita_id.in_(select(Kita.id).where(Kita.provider_id == actor.admin_provider_id))
         )
-    led = [kita_id for kita_id, roles in actor.roles.items() if Role.LEADER in roles]
-    if led:
-        conditions.append(Group.kita_id.in_(led))
-    teaching = [kita_id for kita_id, roles in actor.roles.items() if Role.EDUCATOR in roles]
-    if actor.group_ids and teaching:
-        conditions.append(Group.id.in_(actor.group_ids) & Group.kita_id.in_(teaching))
-    return (
-        select(Group)
-        .join(Kita, Kita.id == Group.kita_id)
-        .where(or_(*conditions) if conditions else false())
-        .order_by(Kita.name, Group.name, Group.id)
-    )
+    return _groups_where(conditions)
 
 
 def announceable_children(actor: Actor) -> Select[Child]:

@@ -109,21 +109,17 @@ def _check_tablet_session() -> Any:
             return redirect(url_for("tablets.start"))
     if not raw_id or request.endpoint == "static":
         return None
-    now = _now()
-    reason = None
     with state().database.session() as db:
-        tablet = db.get(Tablet, uuid.UUID(raw_id))
-        if tablet is None or tablet.revoked_at is not None:
-            reason = "revoked"
-        elif not tablets.token_matches(tablet, _device_token()):
-            reason = "device"
-        elif not tablets.still_tablet_staff(db, tablet, session.get("uid")):
-            reason = "membership"
-        else:
-            idle = timedelta(seconds=_lock_seconds(tablet)) + IDLE_SLACK
-            last_seen = getattr(session, "last_seen_at", None)
-            if last_seen is not None and last_seen + idle <= now:
-                reason = "idle"
+        reason = tablets.session_lock_reason(
+            db,
+            tablet_id=uuid.UUID(raw_id),
+            device_token=_device_token(),
+            raw_user_id=session.get("uid"),
+            last_seen=getattr(session, "last_seen_at", None),
+            now=_now(),
+            default_lock_minutes=state().config.tablet_lock_minutes,
+            slack=IDLE_SLACK,
+        )
     if reason is None:
         return None
     user_id = session.get("uid")

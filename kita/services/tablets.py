@@ -17,7 +17,7 @@ import itertools
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -287,6 +287,32 @@ def tablet_user(db: Session, tablet: Tablet, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFoundError()
     return user
+
+
+def session_lock_reason(
+    db: Session,
+    *,
+    tablet_id: uuid.UUID,
+    device_token: str | None,
+    raw_user_id: str | None,
+    last_seen: datetime | None,
+    now: datetime,
+    default_lock_minutes: int,
+    slack: timedelta,
+) -> str | None:
+    """Why a tablet session must end now (``revoked``, ``device``, ``membership``, ``idle``),
+    or None while it may go on."""
+    tablet = db.get(Tablet, tablet_id)
+    if tablet is None or tablet.revoked_at is not None:
+        return "revoked"
+    if not token_matches(tablet, device_token):
+        return "device"
+    if not still_tablet_staff(db, tablet, raw_user_id):
+        return "membership"
+    idle = timedelta(minutes=lock_minutes(tablet, default_lock_minutes)) + slack
+    if last_seen is not None and last_seen + idle <= now:
+        return "idle"
+    return None
 
 
 def still_tablet_staff(db: Session, tablet: Tablet, raw_user_id: str | None) -> bool:
